@@ -1,0 +1,36 @@
+# crm-chat: the two set-up commands of the README live here.
+#   make run   install, migrate, load demo data and serve on http://127.0.0.1:8000
+#   make test  install everything the tests need and run every test (SQLite and PostgreSQL)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install install-test lint format screenshots bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+
+run: install
+	$(BIN)/crm demo
+	$(BIN)/crm run --host $(HOST) --port $(PORT)
+
+test: install-test
+	bash scripts/test.sh
+
+lint:
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) var build dist src/*.egg-info

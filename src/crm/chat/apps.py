@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class ChatConfig(AppConfig):
+    name = "crm.chat"
+    label = "crm_chat"
+    verbose_name = "Chat"
+    default_auto_field = "django.db.models.BigAutoField"

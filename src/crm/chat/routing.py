@@ -1,0 +1,5 @@
+"""WebSocket routes of the chat module."""
+
+from __future__ import annotations
+
+websocket_urlpatterns: list = []

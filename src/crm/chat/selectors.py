@@ -1,0 +1,197 @@
+"""Read queries of the chat module.
+
+Access scoping is a required argument of every agent-facing read, so an
+unscoped query can't be written by accident. Selectors return querysets or
+``None``; views decide what a missing row means (404).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+
+from crm.chat.models import (
+    ChatConversation,
+    ChatMessage,
+    ChatVisitor,
+    ChatVisitorPageView,
+    ChatWidget,
+    hash_token,
+)
+
+Agent = AbstractBaseUser | AnonymousUser
+
+
+# --------------------------------------------------------------------- public side
+
+
+def widget_by_public_key(*, public_key: str) -> ChatWidget | None:
+    """The active widget with this key; inactive and unknown keys look the same."""
+    if not public_key or len(public_key) > 64:
+        return None
+    return ChatWidget.objects.filter(public_key=public_key, is_active=True).first()
+
+
+def visitor_by_token(*, widget: ChatWidget, token: str) -> ChatVisitor | None:
+    if not token or len(token) > 128:
+        return None
+    return ChatVisitor.objects.filter(widget=widget, visitor_token=hash_token(token)).first()
+
+
+def visitor_current_conversation(*, visitor: ChatVisitor) -> ChatConversation | None:
+    """The visitor's newest conversation, closed or not, so a reload shows its history."""
+    return visitor.conversations.order_by("-created_at", "-id").first()
+
+
+def visitor_conversation_get(*, visitor: ChatVisitor, external_id: UUID) -> ChatConversation | None:
+    """A conversation of this visitor only: another visitor's id finds nothing."""
+    return ChatConversation.objects.filter(visitor=visitor, external_id=external_id).first()
+
+
+def messages_since(
+    *, conversation: ChatConversation, since: int = 0, include_internal: bool, limit: int = 500
+) -> QuerySet[ChatMessage]:
+    """Messages with ``seq > since`` in seq order: the polling and resume query."""
+    qs = ChatMessage.objects.filter(conversation=conversation, seq__gt=since)
+    if not include_internal:
+        qs = qs.filter(is_internal=False)
+    return qs.order_by("seq")[:limit]
+
+
+def unread_for_visitor(*, conversation: ChatConversation) -> int:
+    return ChatMessage.objects.filter(
+        conversation=conversation, sender_type="user", read_at__isnull=True
+    ).count()
+
+
+# ---------------------------------------------------------------------- agent side
+
+
+def can_see_all(agent: Agent) -> bool:
+    return agent.has_perm("crm_chat.view_all_chats")
+
+
+def visible_conversations(*, agent: Agent) -> QuerySet[ChatConversation]:
+    """Every conversation this agent may open.
+
+    Agents without ``view_all_chats`` see unassigned conversations (to pick them up)
+    and their own.
+    """
+    if not agent.is_authenticated or not agent.has_perm("crm_chat.view_chat"):
+        return ChatConversation.objects.none()
+    qs = ChatConversation.objects.all()
+    if not can_see_all(agent):
+        qs = qs.filter(Q(user_assigned__isnull=True) | Q(user_assigned=agent.pk))
+    return qs
+
+
+def conversation_list(
+    *,
+    agent: Agent,
+    status: str | None = ChatConversation.STATUS_OPEN,
+    assigned: str | int | None = None,
+    widget_id: int | None = None,
+    search: str = "",
+) -> QuerySet[ChatConversation]:
+    """The inbox: one status tab, filtered, newest activity first, with unread counts.
+
+    ``assigned`` is "me", "unassigned" or an agent id. Unread counts come from a
+    subquery annotation, so the list costs the same number of queries whatever
+    its length.
+    """
+    qs = visible_conversations(agent=agent)
+    if status:
+        qs = qs.filter(status=status)
+    if assigned == "me":
+        qs = qs.filter(user_assigned=agent.pk)
+    elif assigned == "unassigned":
+        qs = qs.filter(user_assigned__isnull=True)
+    elif isinstance(assigned, int):
+        qs = qs.filter(user_assigned=assigned)
+    if widget_id:
+        qs = qs.filter(widget_id=widget_id)
+    if search := search.strip()[:200]:
+        # One grouped OR, applied after the status filter (the original's ungrouped
+        # OR let chat_id matches escape the status tab).
+        matches = ChatMessage.objects.filter(
+            conversation=OuterRef("pk"), is_internal=False, body__icontains=search
+        )
+        qs = qs.filter(
+            Q(chat_id__iexact=search)
+            | Q(visitor__name__icontains=search)
+            | Q(visitor__email__icontains=search)
+            | Q(subject__icontains=search)
+            | Exists(matches)
+        )
+    return (
+        qs.select_related("visitor", "widget", "user_assigned")
+        .annotate(
+            unread_count=Count(
+                "messages",
+                filter=Q(messages__sender_type="visitor", messages__read_at__isnull=True),
+            )
+        )
+        .order_by("-last_message_at", "-id")
+    )
+
+
+def status_counts(*, agent: Agent) -> dict[str, int]:
+    """Conversations per status tab, in one query."""
+    rows = visible_conversations(agent=agent).values("status").annotate(n=Count("id"))
+    counts = {s: 0 for s, _ in ChatConversation.STATUSES}
+    counts.update({r["status"]: r["n"] for r in rows})
+    return counts
+
+
+def unread_total(*, agent: Agent) -> int:
+    """Unread visitor messages across open conversations: the sidebar badge."""
+    return ChatMessage.objects.filter(
+        conversation__in=visible_conversations(agent=agent).exclude(status="closed"),
+        sender_type="visitor",
+        read_at__isnull=True,
+    ).count()
+
+
+def conversation_get(*, agent: Agent, external_id: UUID) -> ChatConversation | None:
+    return (
+        visible_conversations(agent=agent)
+        .select_related("visitor", "visitor__person", "widget", "user_assigned", "lead")
+        .filter(external_id=external_id)
+        .first()
+    )
+
+
+def last_messages(*, conversations: list[ChatConversation]) -> dict[int, ChatMessage]:
+    """The newest visible message of each conversation, in one query (list previews)."""
+    ids = [c.pk for c in conversations]
+    if not ids:
+        return {}
+    pairs = {(c.pk, c.last_seq) for c in conversations}
+    candidates = ChatMessage.objects.filter(
+        conversation_id__in=ids, seq__in={seq for _, seq in pairs}
+    )
+    return {m.conversation_id: m for m in candidates if (m.conversation_id, m.seq) in pairs}
+
+
+def visitor_page_views(*, visitor: ChatVisitor, limit: int = 50) -> QuerySet[ChatVisitorPageView]:
+    """The visitor's page trail, newest first."""
+    return visitor.page_views.order_by("-viewed_at", "-id")[:limit]
+
+
+def visitor_other_conversations(
+    *, agent: Agent, conversation: ChatConversation
+) -> QuerySet[ChatConversation]:
+    return (
+        visible_conversations(agent=agent)
+        .filter(visitor_id=conversation.visitor_id)
+        .exclude(pk=conversation.pk)
+        .order_by("-created_at")
+    )
+
+
+def widget_list() -> QuerySet[ChatWidget]:
+    return ChatWidget.objects.select_related("team").annotate(
+        conversation_count=Count("conversations")
+    )

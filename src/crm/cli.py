@@ -1,0 +1,134 @@
+"""The ``crm`` command: run the product, load demo data, manage agents and widgets.
+
+Sub-commands are thin: they set up Django and call management commands or
+services, so the same operations are reachable through ``crm manage``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
+    import django
+
+    django.setup()
+
+
+def _check_database() -> None:
+    """Fail with one clear sentence instead of a traceback when the DB is unreachable."""
+    from django.db import connection
+    from django.db.utils import OperationalError
+
+    try:
+        connection.ensure_connection()
+    except OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        sys.exit(f"crm: cannot reach the database ({connection.vendor}): {first_line}")
+    finally:
+        connection.close()
+
+
+def cmd_run(opts: argparse.Namespace) -> None:
+    _setup_django()
+    _check_database()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    import uvicorn
+
+    if opts.workers > 1 and not os.environ.get("REDIS_URL"):
+        print(
+            "crm: warning: several workers without REDIS_URL share no channel layer; "
+            "realtime falls back to polling between processes.",
+            file=sys.stderr,
+        )
+    print(
+        f"crm-chat is serving on http://{opts.host}:{opts.port}/  (public URL {settings.CRM_PUBLIC_URL})",
+        flush=True,
+    )
+    uvicorn.run(
+        "crm.asgi:application",
+        host=opts.host,
+        port=opts.port,
+        workers=opts.workers,
+        # wsproto keeps idle sockets small (no per-message-deflate state); see PERF.md.
+        ws="wsproto",
+        log_level=opts.log_level,
+        lifespan="off",
+        proxy_headers=True,
+        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+    )
+
+
+def cmd_manage(args: list[str]) -> None:
+    _setup_django()
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["crm manage", *args])
+
+
+def cmd_command(command: str, args: list[str]) -> None:
+    """Run one of the product's management commands with its own argument parsing."""
+    _setup_django()
+    _check_database()
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line([f"crm {command}", command.replace("-", "_"), *args])
+
+
+# Sub-commands that are management commands: ``crm NAME ...`` == ``crm manage NAME ...``.
+COMMANDS = {
+    "demo": "Migrate and create idempotent demo data; prints the login.",
+    "createagent": "Create an agent (a user with a role).",
+    "createwidget": "Create a chat widget and print its embed snippet.",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crm", description="crm-chat: CRM with live chat.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="Migrate, then serve the product with uvicorn.")
+    run.add_argument("--host", default="127.0.0.1", help="Interface to listen on.")
+    run.add_argument("--port", type=int, default=8000, help="TCP port to listen on.")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Worker processes; more than one needs REDIS_URL (shared channel layer).",
+    )
+    run.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    run.set_defaults(func=cmd_run)
+
+    for name, help_text in COMMANDS.items():
+        sub.add_parser(name, help=help_text + " (see: crm NAME --help)")
+    sub.add_parser("manage", help="Run any Django management command.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in COMMANDS:
+        cmd_command(args[0], args[1:])
+        return
+    if args and args[0] == "manage":
+        cmd_manage(args[1:])
+        return
+    parser = build_parser()
+    opts = parser.parse_args(args)
+    if opts.workers < 1:
+        parser.error("--workers must be at least 1")
+    opts.func(opts)
+
+
+if __name__ == "__main__":
+    main()

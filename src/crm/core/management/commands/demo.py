@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from crm.core.demo import DEMO_PASSWORD, DEMO_USERNAME, load_core_demo
+
+
+class Command(BaseCommand):
+    help = "Migrate and load idempotent demo data (agents, people, leads and a chat widget)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--no-migrate", action="store_true", help="Skip running migrations first."
+        )
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        if not opts["no_migrate"]:
+            call_command("migrate", interactive=False, verbosity=0)
+        load_core_demo()
+        if apps.is_installed("crm.chat"):
+            from crm.chat.demo import load_chat_demo
+
+            for line in load_chat_demo():
+                self.stdout.write(line)
+        self.stdout.write(f"CRM:   {settings.CRM_PUBLIC_URL}/crm/")
+        self.stdout.write(f"Login: {DEMO_USERNAME} / {DEMO_PASSWORD}")
