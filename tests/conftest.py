@@ -136,3 +136,19 @@ def page(browser) -> Iterator[object]:  # type: ignore[no-untyped-def]
     pg.set_default_timeout(10_000)
     yield pg
     context.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup: None, django_db_blocker) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Close PostgreSQL pools before the test database is dropped.
+
+    Connections that server or worker threads returned to the pool stay open and
+    would block ``DROP DATABASE`` at the end of the session.
+    """
+    yield
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        close_pool = getattr(conn, "close_pool", None)
+        if close_pool is not None:
+            close_pool()

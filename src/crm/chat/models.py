@@ -18,6 +18,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from crm.conf import crm_settings, public_url, table_name
@@ -267,7 +268,8 @@ class ChatMessage(models.Model):
     # Internal system notes (assignment, lead conversion) are shown to agents only.
     is_internal = models.BooleanField(default=False)
     read_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by the service to the same instant as the conversation's last_message_at.
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         db_table = table_name("chat_messages")

@@ -627,6 +627,7 @@ class ChatService:
             body=body,
             client_id=client_id,
             is_internal=internal,
+            created_at=now,
         )
         try:
             with transaction.atomic():

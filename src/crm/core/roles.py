@@ -49,7 +49,8 @@ def grant_role_permissions(apps: Any, app_label: str) -> None:
     from django.contrib.auth.management import create_permissions
 
     app_config = apps.get_app_config(app_label)
-    app_config.models_module = True
+    if not getattr(app_config, "models_module", None):  # migration-state stubs have none
+        app_config.models_module = True
     create_permissions(app_config, apps=apps, verbosity=0)
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
@@ -58,3 +59,23 @@ def grant_role_permissions(apps: Any, app_label: str) -> None:
         codenames = ROLE_PERMISSIONS.get(app_label, {}).get(role, [])
         perms = Permission.objects.filter(content_type__app_label=app_label, codename__in=codenames)
         group.permissions.add(*perms)
+
+
+def seed_roles_after_migrate(sender: Any, apps: Any = None, **kwargs: Any) -> None:
+    """``post_migrate`` receiver: re-seed roles after ``migrate`` or ``flush``.
+
+    The data migrations seed a fresh database; this keeps the roles present after
+    a ``flush`` (which empties tables but re-sends ``post_migrate``) and repairs
+    grants an operator deleted by hand.
+    """
+    if sender.label not in ROLE_PERMISSIONS:
+        return
+    if apps is None:  # ``flush`` sends the signal without the migration state
+        from django.apps import apps as global_apps
+
+        apps = global_apps
+    try:
+        apps.get_model("auth", "Group")
+    except LookupError:
+        return
+    grant_role_permissions(apps, sender.label)
