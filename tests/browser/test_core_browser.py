@@ -1,0 +1,57 @@
+"""The people pages in a real browser against the real ASGI server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.auth.models import Group
+
+from crm.core.models import Person
+from crm.core.roles import OWNER
+from crm.core.services import create_agent
+
+PASSWORD = "browser-test-pass-1"
+
+
+@pytest.fixture(autouse=True)
+def _live_server_helper() -> Iterator[None]:
+    """Shadows pytest-django's autouse helper of the same name for this module.
+
+    That helper assumes any fixture named ``live_server`` is pytest-django's own
+    and calls ``_live_server_modified_settings`` on it; tests/conftest.py's
+    uvicorn ``live_server`` has no such attribute. Drop this once the shared
+    fixture provides it (or is renamed).
+    """
+    yield
+
+
+@pytest.mark.browser
+def test_it_creates_a_person_through_the_ui(live_server, page) -> None:  # type: ignore[no-untyped-def]
+    # A transactional test before this one may have flushed the seeded roles.
+    Group.objects.get_or_create(name=OWNER)
+    create_agent(username="olivia", password=PASSWORD, role=OWNER, validate=False)
+
+    page.goto(live_server.url + "/login/")
+    page.get_by_label("Username").fill("olivia")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/crm/")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="People").click()
+    page.wait_for_url("**/crm/people/")
+    page.get_by_role("link", name="New person").click()
+
+    page.get_by_label("First name").fill("Grace")
+    page.get_by_label("Last name").fill("Hopper")
+    page.get_by_label("Email address 1", exact=True).fill("grace@example.com")
+    page.get_by_label("Phone number 1", exact=True).fill("+1 202 555 0142")
+    page.get_by_role("button", name="Save person").click()
+
+    page.wait_for_url("**/crm/people/*-*/")
+    assert page.get_by_role("heading", level=1).inner_text() == "Grace Hopper"
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="People").click()
+    page.wait_for_url("**/crm/people/")
+    row = page.get_by_role("row", name="Grace Hopper")
+    assert "grace@example.com" in row.inner_text()
+    assert Person.objects.get().emails.get().address == "grace@example.com"
