@@ -21,7 +21,7 @@ install-test: $(BIN)/python
 
 run: install
 	$(BIN)/crm demo
-	$(BIN)/crm run --host $(HOST) --port $(PORT)
+	$(BIN)/crm run --host $(HOST) --port $(PORT) --demo-site 8001
 
 test: install-test
 	bash scripts/test.sh

@@ -98,7 +98,7 @@ class ThreadedServer:
 
 
 @pytest.fixture
-def live_server(transactional_db: None) -> Iterator[ThreadedServer]:
+def asgi_server(transactional_db: None) -> Iterator[ThreadedServer]:
     server = ThreadedServer().start()
     try:
         yield server
@@ -106,8 +106,13 @@ def live_server(transactional_db: None) -> Iterator[ThreadedServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Debian's Chromium, per test module.
+
+    Playwright's sync API keeps an event loop running while it is open; closing it
+    at the end of each module keeps it from leaking into async tests elsewhere.
+    """
     if not CHROMIUM.exists():
         unavailable(f"Chromium is not installed at {CHROMIUM}")
     from playwright.sync_api import sync_playwright

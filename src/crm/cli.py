@@ -43,6 +43,17 @@ def cmd_run(opts: argparse.Namespace) -> None:
     call_command("collectstatic", interactive=False, verbosity=0)
     import uvicorn
 
+    if opts.demo_site:
+        from crm.chat.demo import DEMO_WIDGET_NAME, serve_demo_site
+        from crm.chat.models import ChatWidget
+
+        widget = ChatWidget.objects.filter(name=DEMO_WIDGET_NAME).first()
+        if widget is None:
+            sys.exit("crm: --demo-site needs the demo widget; run `crm demo` first.")
+        serve_demo_site(host=opts.host, port=opts.demo_site, snippet=widget.embed_snippet())
+        print(
+            f"Demo website with the chat widget: http://{opts.host}:{opts.demo_site}/", flush=True
+        )
     if opts.workers > 1 and not os.environ.get("REDIS_URL"):
         print(
             "crm: warning: several workers without REDIS_URL share no channel layer; "

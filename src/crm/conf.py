@@ -21,6 +21,15 @@ DEFAULTS: dict[str, Any] = {
     "CRM_PUBLIC_URL": "http://127.0.0.1:8000",
     # Longest accepted chat message body, in characters.
     "CRM_CHAT_MAX_BODY": 5000,
+    # Abuse limits of the public widget API: action -> (requests, window seconds),
+    # counted per visitor token and per client IP (IP limits are 4x the token's).
+    "CRM_CHAT_RATE_LIMITS": {
+        "create_visitor": (20, 600),
+        "open_conversation": (10, 600),
+        "send_message": (30, 60),
+        "page_view": (60, 60),
+        "update_visitor": (20, 600),
+    },
 }
 
 KNOWN_MODULES = {"chat"}

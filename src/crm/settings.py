@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "crm.core.middleware.ModuleGateMiddleware",
+    "crm.chat.origins.PublicChatMiddleware",
 ]
 
 ROOT_URLCONF = "crm.urls"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from django.contrib.auth.models import Group
 
 from crm.core.models import Person
 from crm.core.roles import OWNER
@@ -14,25 +11,11 @@ from crm.core.services import create_agent
 PASSWORD = "browser-test-pass-1"
 
 
-@pytest.fixture(autouse=True)
-def _live_server_helper() -> Iterator[None]:
-    """Shadows pytest-django's autouse helper of the same name for this module.
-
-    That helper assumes any fixture named ``live_server`` is pytest-django's own
-    and calls ``_live_server_modified_settings`` on it; tests/conftest.py's
-    uvicorn ``live_server`` has no such attribute. Drop this once the shared
-    fixture provides it (or is renamed).
-    """
-    yield
-
-
 @pytest.mark.browser
-def test_it_creates_a_person_through_the_ui(live_server, page) -> None:  # type: ignore[no-untyped-def]
-    # A transactional test before this one may have flushed the seeded roles.
-    Group.objects.get_or_create(name=OWNER)
+def test_it_creates_a_person_through_the_ui(asgi_server, page) -> None:  # type: ignore[no-untyped-def]
     create_agent(username="olivia", password=PASSWORD, role=OWNER, validate=False)
 
-    page.goto(live_server.url + "/login/")
+    page.goto(asgi_server.url + "/login/")
     page.get_by_label("Username").fill("olivia")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()

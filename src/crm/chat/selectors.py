@@ -10,7 +10,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 
 from crm.chat.models import (
     ChatConversation,
@@ -58,6 +58,16 @@ def messages_since(
     if not include_internal:
         qs = qs.filter(is_internal=False)
     return qs.order_by("seq")[:limit]
+
+
+def visitor_messages_read_up_to(*, conversation: ChatConversation) -> int:
+    """Highest seq of the visitor's messages an agent has read (the widget's "Read")."""
+    return (
+        ChatMessage.objects.filter(
+            conversation=conversation, sender_type="visitor", read_at__isnull=False
+        ).aggregate(m=Max("seq"))["m"]
+        or 0
+    )
 
 
 def unread_for_visitor(*, conversation: ChatConversation) -> int:

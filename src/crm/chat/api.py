@@ -1,0 +1,447 @@
+"""Public JSON API of the widget, used cross-origin without cookies or CSRF.
+
+The visitor token travels in the ``X-Chat-Visitor-Token`` header (never in a
+URL, so it never lands in access logs). ``PublicChatMiddleware`` has already
+resolved the widget and checked the Origin; each operation here parses its
+input, checks ownership, calls one service or selector, and returns its schema.
+OpenAPI: ``/p/chat/api/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, HttpResponse
+from ninja import Field, NinjaAPI, Schema
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import APIKeyHeader
+from pydantic import ConfigDict
+
+from crm.chat import presence, ratelimit, selectors
+from crm.chat.events import MessagePayload
+from crm.chat.models import (
+    ChatConversation,
+    ChatVisitor,
+    ChatVisitorPageView,
+    ChatWidget,
+    max_body_length,
+)
+from crm.chat.origins import error_response
+from crm.chat.payloads import message_payloads
+from crm.chat.services import ChatError, InvalidToken, NotAllowed, chat_service
+
+TOKEN_HEADER = "X-Chat-Visitor-Token"
+
+
+class NotFound(Exception):
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+# ----------------------------------------------------------------------- schemas
+
+
+class In(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PageIn(In):
+    url: str = Field("", max_length=4096)
+    title: str = Field("", max_length=2048)
+    referrer: str = Field("", max_length=4096)
+
+
+class IdentifyIn(In):
+    page: PageIn | None = None
+
+
+class VisitorDetailsIn(In):
+    name: str | None = Field(None, max_length=500)
+    email: str | None = Field(None, max_length=500)
+
+
+class OpenIn(In):
+    subject: str = Field("", max_length=500)
+
+
+class SendIn(In):
+    body: str = Field(..., max_length=20_000)
+    client_id: str | None = Field(None, max_length=64)
+
+
+class ReadIn(In):
+    up_to_seq: int | None = Field(None, ge=0)
+
+
+class VisitorOut(Schema):
+    id: UUID
+    name: str
+    email: str
+
+
+class WidgetOut(Schema):
+    name: str
+    welcome_message: str
+    color: str
+    position: str
+    max_body: int
+
+
+class ConversationOut(Schema):
+    id: UUID
+    chat_id: str
+    status: Literal["open", "pending", "closed"]
+    last_seq: int
+    # Highest seq of the visitor's messages an agent has read.
+    read_up_to: int
+    unread: int
+
+
+class IdentifyOut(Schema):
+    visitor_token: str | None = Field(
+        None, description="Only on first contact: keep it and send it as X-Chat-Visitor-Token."
+    )
+    visitor: VisitorOut
+    widget: WidgetOut
+    conversation: ConversationOut | None
+    messages: list[MessagePayload]
+    agents_online: int
+
+
+class OpenOut(Schema):
+    conversation: ConversationOut
+    messages: list[MessagePayload]
+
+
+class MessagesOut(Schema):
+    conversation: ConversationOut
+    messages: list[MessagePayload]
+    agents_online: int
+    # True when more messages follow: poll again at once with since=<last seq>.
+    more: bool
+
+
+class SentOut(Schema):
+    message: MessagePayload
+    conversation: ConversationOut
+    duplicate: bool
+
+
+class CountOut(Schema):
+    updated: int
+
+
+class PageViewOut(Schema):
+    recorded: bool
+    viewed_at: datetime | None
+
+
+class ErrorDetail(Schema):
+    code: str
+    message: str
+    fields: dict[str, list[str]] | None = None
+
+
+class ErrorOut(Schema):
+    error: ErrorDetail
+
+
+# ----------------------------------------------------------------------- the API
+
+
+class VisitorToken(APIKeyHeader):
+    """Resolves the visitor of ``X-Chat-Visitor-Token`` on the request's widget."""
+
+    param_name = TOKEN_HEADER
+    openapi_description = "The token returned by POST /visitor on first contact."
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> ChatVisitor | None:
+        widget: ChatWidget = request.chat_widget  # type: ignore[attr-defined]
+        if not key:
+            return None
+        visitor = selectors.visitor_by_token(widget=widget, token=key)
+        if visitor is None:
+            raise InvalidToken("This visitor token is not valid for this widget.")
+        return visitor
+
+
+visitor_auth = VisitorToken()
+api = NinjaAPI(
+    title="crm-chat public widget API",
+    version="1",
+    urls_namespace="crm_chat_public_api",
+    openapi_url="/api/openapi.json",
+    docs_url=None,
+    description=(
+        "Endpoints the chat widget uses from any website. Every path starts with the "
+        'widget\'s public key; errors are `{"error": {"code", "message"}}`.'
+    ),
+)
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut, 429: ErrorOut}
+
+
+def _json_error(status: int, code: str, message: str, fields: dict | None = None) -> HttpResponse:
+    return error_response(status, code, message, fields=fields)
+
+
+@api.exception_handler(ratelimit.Limited)
+def _limited(request: HttpRequest, exc: ratelimit.Limited) -> HttpResponse:
+    response = _json_error(429, "rate_limited", exc.message)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+@api.exception_handler(InvalidToken)
+def _invalid_token(request: HttpRequest, exc: InvalidToken) -> HttpResponse:
+    return _json_error(401, exc.code, exc.message)
+
+
+@api.exception_handler(AuthenticationError)
+def _no_token(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return _json_error(401, "missing_token", f"Send the visitor token in {TOKEN_HEADER}.")
+
+
+@api.exception_handler(NotFound)
+def _not_found(request: HttpRequest, exc: NotFound) -> HttpResponse:
+    return _json_error(404, "not_found", exc.message)
+
+
+@api.exception_handler(NotAllowed)
+def _not_allowed(request: HttpRequest, exc: NotAllowed) -> HttpResponse:
+    return _json_error(403, exc.code, exc.message)
+
+
+@api.exception_handler(ChatError)
+def _chat_error(request: HttpRequest, exc: ChatError) -> HttpResponse:
+    return _json_error(409, exc.code, exc.message)
+
+
+@api.exception_handler(DjangoValidationError)
+def _invalid(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+    fields = exc.message_dict if hasattr(exc, "error_dict") else None
+    return _json_error(422, "invalid", " ".join(exc.messages), fields)
+
+
+@api.exception_handler(NinjaValidationError)
+def _invalid_request(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+    fields: dict[str, list[str]] = {}
+    for err in exc.errors:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in {"body", "payload", "query"})
+        fields.setdefault(loc or "request", []).append(str(err.get("msg", "invalid")))
+    return _json_error(422, "invalid_request", "The request is not valid.", fields)
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    code = {400: "bad_request", 405: "method_not_allowed"}.get(exc.status_code, "error")
+    return _json_error(exc.status_code, code, str(exc.message))
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _visitor(request: HttpRequest) -> ChatVisitor:
+    return request.auth  # type: ignore[attr-defined, return-value]
+
+
+def _conversation(request: HttpRequest, conversation_id: UUID) -> ChatConversation:
+    conv = selectors.visitor_conversation_get(
+        visitor=_visitor(request), external_id=conversation_id
+    )
+    if conv is None:
+        raise NotFound("This conversation does not exist.")
+    return conv
+
+
+def _conversation_out(conv: ChatConversation) -> ConversationOut:
+    return ConversationOut(
+        id=conv.external_id,
+        chat_id=conv.chat_id,
+        status=conv.status,  # type: ignore[arg-type]
+        last_seq=conv.last_seq,
+        read_up_to=selectors.visitor_messages_read_up_to(conversation=conv),
+        unread=selectors.unread_for_visitor(conversation=conv),
+    )
+
+
+def _messages(conv: ChatConversation, since: int = 0, limit: int = 500) -> list[MessagePayload]:
+    rows = selectors.messages_since(
+        conversation=conv, since=since, include_internal=False, limit=limit
+    )
+    return message_payloads(rows, visitor=conv.visitor)
+
+
+def _record_page(
+    request: HttpRequest, visitor: ChatVisitor, page: PageIn
+) -> ChatVisitorPageView | None:
+    """Record a host page, refusing pages of sites the widget doesn't allow."""
+    ratelimit.check("page_view", ip=_ip(request), token_key=str(visitor.pk))
+    widget: ChatWidget = request.chat_widget  # type: ignore[attr-defined]
+    parts = urlsplit(page.url.strip())
+    if widget.allowed_origins and not widget.origin_allowed(f"{parts.scheme}://{parts.netloc}"):
+        raise NotAllowed("Page views can only be recorded for the widget's allowed websites.")
+    return chat_service.record_page_view(
+        visitor=visitor, url=page.url, title=page.title, referrer=page.referrer
+    )
+
+
+def _widget_out(widget: ChatWidget) -> WidgetOut:
+    return WidgetOut(
+        name=widget.name,
+        welcome_message=widget.welcome_message,
+        color=widget.color,
+        position=widget.position,
+        max_body=max_body_length(),
+    )
+
+
+# ------------------------------------------------------------------ operations
+
+KEY = "/{public_key}/api"
+
+
+@api.post(
+    f"{KEY}/visitor",
+    response={200: IdentifyOut, 201: IdentifyOut, **ERRORS},
+    auth=None,
+    summary="Identify the visitor (creates one, with a new token, on first contact)",
+    openapi_extra={
+        "parameters": [
+            {"in": "header", "name": TOKEN_HEADER, "required": False, "schema": {"type": "string"}}
+        ]
+    },
+)
+def identify(request: HttpRequest, public_key: str, payload: IdentifyIn):  # type: ignore[no-untyped-def]
+    widget: ChatWidget = request.chat_widget  # type: ignore[attr-defined]
+    token = request.headers.get(TOKEN_HEADER) or None
+    ip = _ip(request)
+    if token is None:
+        ratelimit.check("create_visitor", ip=ip)
+    page = payload.page or PageIn()
+    visitor, new_token = chat_service.identify_visitor(
+        widget=widget,
+        token=token,
+        ip_address=ip,
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+    if page.url:
+        _record_page(request, visitor, page)
+    conv = selectors.visitor_current_conversation(visitor=visitor)
+    body = IdentifyOut(
+        visitor_token=new_token,
+        visitor=VisitorOut(id=visitor.external_id, name=visitor.name, email=visitor.email),
+        widget=_widget_out(widget),
+        conversation=_conversation_out(conv) if conv else None,
+        messages=_messages(conv) if conv else [],
+        agents_online=presence.agents_online(widget),
+    )
+    return (201 if new_token else 200), body
+
+
+@api.patch(
+    f"{KEY}/visitor",
+    response={200: VisitorOut, **ERRORS},
+    auth=visitor_auth,
+    summary="Set name/email",
+)
+def update_visitor(request: HttpRequest, public_key: str, payload: VisitorDetailsIn):  # type: ignore[no-untyped-def]
+    visitor = _visitor(request)
+    ratelimit.check("update_visitor", ip=_ip(request), token_key=str(visitor.pk))
+    chat_service.update_visitor_details(visitor=visitor, name=payload.name, email=payload.email)
+    return VisitorOut(id=visitor.external_id, name=visitor.name, email=visitor.email)
+
+
+@api.post(
+    f"{KEY}/conversations",
+    response={200: OpenOut, 201: OpenOut, **ERRORS},
+    auth=visitor_auth,
+    summary="Open a conversation, or return the visitor's open one",
+)
+def open_conversation(request: HttpRequest, public_key: str, payload: OpenIn):  # type: ignore[no-untyped-def]
+    visitor = _visitor(request)
+    ratelimit.check("open_conversation", ip=_ip(request), token_key=str(visitor.pk))
+    before = selectors.visitor_current_conversation(visitor=visitor)
+    conv = chat_service.open_conversation(visitor=visitor, subject=payload.subject)
+    status = 200 if before is not None and before.pk == conv.pk else 201
+    return status, OpenOut(conversation=_conversation_out(conv), messages=_messages(conv))
+
+
+@api.get(
+    f"{KEY}/conversations/{{conversation_id}}/messages",
+    response={200: MessagesOut, **ERRORS},
+    auth=visitor_auth,
+    summary="Messages after a seq (the polling endpoint)",
+)
+def list_messages(  # type: ignore[no-untyped-def]
+    request: HttpRequest, public_key: str, conversation_id: UUID, since: int = 0, limit: int = 200
+):
+    if since < 0 or not 1 <= limit <= 500:
+        raise DjangoValidationError(
+            {"since": "since must be >= 0 and limit between 1 and 500."}, code="invalid"
+        )
+    visitor = _visitor(request)
+    conv = _conversation(request, conversation_id)
+    chat_service.touch_visitor(visitor=visitor)
+    messages = _messages(conv, since=since, limit=limit + 1)
+    return MessagesOut(
+        conversation=_conversation_out(conv),
+        messages=messages[:limit],
+        agents_online=presence.agents_online(conv.widget),
+        more=len(messages) > limit,
+    )
+
+
+@api.post(
+    f"{KEY}/conversations/{{conversation_id}}/messages",
+    response={200: SentOut, 201: SentOut, **ERRORS},
+    auth=visitor_auth,
+    summary="Send a message (idempotent by client_id)",
+)
+def send_message(  # type: ignore[no-untyped-def]
+    request: HttpRequest, public_key: str, conversation_id: UUID, payload: SendIn
+):
+    visitor = _visitor(request)
+    conv = _conversation(request, conversation_id)
+    ratelimit.check("send_message", ip=_ip(request), token_key=str(visitor.pk))
+    result = chat_service.send_visitor_message(
+        conversation=conv, visitor=visitor, body=payload.body, client_id=payload.client_id
+    )
+    (message,) = message_payloads([result.message], visitor=visitor)
+    out = SentOut(
+        message=message, conversation=_conversation_out(conv), duplicate=not result.created
+    )
+    return (201 if result.created else 200), out
+
+
+@api.post(
+    f"{KEY}/conversations/{{conversation_id}}/read",
+    response={200: CountOut, **ERRORS},
+    auth=visitor_auth,
+    summary="Mark agent messages read up to a seq",
+)
+def mark_read(request: HttpRequest, public_key: str, conversation_id: UUID, payload: ReadIn):  # type: ignore[no-untyped-def]
+    conv = _conversation(request, conversation_id)
+    updated = chat_service.mark_read(
+        conversation=conv, reader="visitor", up_to_seq=payload.up_to_seq
+    )
+    return CountOut(updated=updated)
+
+
+@api.post(
+    f"{KEY}/page-views",
+    response={200: PageViewOut, **ERRORS},
+    auth=visitor_auth,
+    summary="Record the page the visitor is on",
+)
+def record_page_view(request: HttpRequest, public_key: str, payload: PageIn):  # type: ignore[no-untyped-def]
+    view = _record_page(request, _visitor(request), payload)
+    return PageViewOut(recorded=view is not None, viewed_at=view.viewed_at if view else None)

@@ -1,0 +1,60 @@
+"""Who is online, kept in the shared cache so every worker process sees the same.
+
+An agent is online while an inbox page or agent socket refreshes their mark
+(grace period ``AGENT_TTL``); a visitor while the widget polls or holds a socket.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.utils import timezone
+
+from crm.chat.models import ChatWidget
+
+AGENT_TTL = 90  # seconds an agent stays online after their last sign of life
+VISITOR_ONLINE_SECONDS = 60
+
+
+def _agent_key(agent_id: int) -> str:
+    return f"crm-presence:agent:{agent_id}"
+
+
+def mark_agent_online(agent_id: int) -> None:
+    cache.set(_agent_key(agent_id), 1, timeout=AGENT_TTL)
+
+
+def mark_agent_offline(agent_id: int) -> None:
+    cache.delete(_agent_key(agent_id))
+
+
+def online_agent_ids(agent_ids: list[int]) -> set[int]:
+    if not agent_ids:
+        return set()
+    found = cache.get_many([_agent_key(i) for i in agent_ids])
+    return {i for i in agent_ids if _agent_key(i) in found}
+
+
+def widget_agent_ids(widget: ChatWidget) -> list[int]:
+    """Agents who answer this widget: its team's members, or every chat agent."""
+    User = get_user_model()
+    users = User.objects.filter(is_active=True)
+    if widget.team_id:
+        users = users.filter(crm_teams=widget.team_id)
+    from django.db.models import Q
+
+    chat_perm = Q(groups__permissions__codename="view_chat") | Q(
+        user_permissions__codename="view_chat"
+    )
+    users = users.filter(chat_perm | Q(is_superuser=True)).distinct()
+    return list(users.values_list("pk", flat=True))
+
+
+def agents_online(widget: ChatWidget) -> int:
+    return len(online_agent_ids(widget_agent_ids(widget)))
+
+
+def visitor_is_online(last_seen_at) -> bool:  # type: ignore[no-untyped-def]
+    if last_seen_at is None:
+        return False
+    return (timezone.now() - last_seen_at).total_seconds() < VISITOR_ONLINE_SECONDS

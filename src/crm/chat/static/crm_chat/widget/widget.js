@@ -1,0 +1,309 @@
+// crm-chat visitor UI, running inside the CRM-served iframe. No build step, no globals.
+// Messages are deduplicated by seq and by client_id, so a reply that arrives over both
+// the WebSocket and a poll, or a retried send, is shown exactly once.
+(function () {
+  "use strict";
+  var cfgEl = document.getElementById("crm-chat-config");
+  var cfg = JSON.parse(cfgEl.dataset.config);
+  var root = document.documentElement;
+  var $ = function (id) { return document.getElementById(id); };
+  var log = $("log"), body = $("body"), form = $("composer"), who = $("who");
+  var presence = $("presence"), banner = $("banner"), typingEl = $("typing");
+  var storeKey = "crmchat:" + cfg.key;
+  root.style.setProperty("--c", cfg.color);
+
+  var S = {
+    token: null, visitor: null, conv: null, lastSeq: 0, readUpTo: 0, agents: 0,
+    seen: {}, pending: {}, open: false, parent: null, pages: [], maxBody: 5000,
+    ws: null, wsReady: false, wsFails: 0, pollTimer: null, unread: 0, lastRead: 0,
+  };
+
+  // ---- storage: localStorage may be blocked (privacy modes); fall back to memory.
+  var mem = {};
+  function load() { try { return localStorage.getItem(storeKey); } catch (e) { return mem[storeKey] || null; } }
+  function save(v) { try { v ? localStorage.setItem(storeKey, v) : localStorage.removeItem(storeKey); } catch (e) { mem[storeKey] = v; } }
+
+  // ---- talking to the host page (the loader). Never to "*": only to the parent's
+  // exact origin, learnt from its first message and checked against allowed origins.
+  var framed = window.parent !== window;
+  function parentAllowed(origin) { return !cfg.parents.length || cfg.parents.indexOf(origin) >= 0; }
+  function toParent(m) { if (S.parent) window.parent.postMessage(m, S.parent); }
+  window.addEventListener("message", function (e) {
+    if (!framed || e.source !== window.parent || !parentAllowed(e.origin) || !e.data) return;
+    if (!S.parent) { S.parent = e.origin; if (S.open) toParent({ t: "size", open: 1 }); }
+    if (e.origin === S.parent && e.data.t === "page") trackPage(e.data);
+  });
+  var panel = $("chat"), launcher = $("launcher"), badgeEl = $("badge");
+  root.classList.add(cfg.position);
+  function setOpen(v) {
+    S.open = v;
+    // Grow the frame before showing the panel, shrink it after hiding it.
+    if (v) toParent({ t: "size", open: 1 });
+    panel.hidden = !v;
+    root.classList.toggle("open", v);
+    launcher.setAttribute("aria-expanded", v);
+    launcher.setAttribute("aria-label", v ? "Minimise chat" : "Chat with us");
+    if (!v) toParent({ t: "size", open: 0 });
+    if (v) { markRead(); body.focus(); } else launcher.focus();
+    showUnread();
+  }
+  launcher.addEventListener("click", function () { setOpen(!S.open); });
+  $("close").addEventListener("click", function () { setOpen(false); });
+  document.addEventListener("keydown", function (e) { if (e.key === "Escape" && S.open) setOpen(false); });
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) markRead(); });
+  function showUnread() {
+    badgeEl.textContent = S.unread > 99 ? "99+" : S.unread;
+    badgeEl.hidden = !S.unread || S.open;
+    launcher.setAttribute("aria-label", S.open ? "Minimise chat" : S.unread ? "Chat with us, " + S.unread + " unread" : "Chat with us");
+  }
+
+  // ---- HTTP
+  function api(method, path, data) {
+    var headers = { "Content-Type": "application/json" };
+    if (S.token) headers["X-Chat-Visitor-Token"] = S.token;
+    return fetch(cfg.api + path, {
+      method: method, headers: headers, credentials: "omit", cache: "no-store",
+      body: data === undefined ? undefined : JSON.stringify(data),
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (!r.ok) { var err = new Error((j.error && j.error.message) || "Request failed"); err.status = r.status; err.code = j.error && j.error.code; err.retry = +r.headers.get("Retry-After") || 0; throw err; }
+        return j;
+      });
+    });
+  }
+  function showBanner(text) { banner.textContent = text || ""; banner.hidden = !text; }
+
+  // ---- rendering (textContent only: nothing typed by anyone becomes markup)
+  function fmtTime(iso) { var d = new Date(iso); return isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
+  function statusText(m) {
+    if (m.failed) return "Not sent";
+    if (!m.seq) return "Sending…";
+    if (m.seq <= S.readUpTo) return "Read";
+    return S.agents > 0 ? "Delivered" : "Sent";
+  }
+  function render(m) {
+    var el = m.el || document.createElement("div");
+    var mine = m.sender_type === "visitor";
+    el.className = "msg " + (m.sender_type === "system" ? "sys" : mine ? "me" : "them") + (m.failed ? " failed" : "");
+    el.textContent = "";
+    if (m.sender_type === "user") { var n = document.createElement("span"); n.className = "who-n"; n.textContent = m.sender_name; el.appendChild(n); }
+    el.appendChild(document.createTextNode(m.body));
+    if (m.sender_type !== "system") {
+      var st = document.createElement("span"); st.className = "st";
+      st.textContent = (m.created_at ? fmtTime(m.created_at) : "") + (mine ? " · " + statusText(m) : "");
+      if (m.failed) { var b = document.createElement("button"); b.type = "button"; b.textContent = "Retry"; b.addEventListener("click", function () { retry(m); }); st.appendChild(document.createTextNode(" · ")); st.appendChild(b); }
+      el.appendChild(st);
+    }
+    el.dataset.seq = m.seq || "";
+    m.el = el;
+    return el;
+  }
+  function place(m) {
+    // Keep seq order; messages still being sent (no seq yet) stay at the bottom.
+    var el = render(m), nodes = log.querySelectorAll(".msg[data-seq]");
+    if (m.seq) for (var i = 0; i < nodes.length; i++) {
+      var n = nodes[i], s = +n.dataset.seq;
+      if (n !== el && (!s || s > m.seq)) { log.insertBefore(el, n); return; }
+    }
+    log.appendChild(el);
+  }
+  function scrollDown() { log.scrollTop = log.scrollHeight; }
+  function refreshStates() { Object.keys(S.seen).forEach(function (k) { var m = S.seen[k]; if (m.sender_type === "visitor") render(m); }); }
+
+  function receive(m, initial) {
+    if (m.internal) return;
+    if (S.seen[m.seq]) return;                        // duplicate by seq
+    var p = m.client_id && S.pending[m.client_id];
+    if (p) { m.el = p.el; delete S.pending[m.client_id]; } // our own send, now stored
+    S.seen[m.seq] = m;
+    if (m.seq > S.lastSeq) S.lastSeq = m.seq;
+    place(m);
+    if (m.sender_type === "user" && !initial) { typing(null); if (m.seq > S.lastRead) { S.unread++; notifyUnread(); } }
+    scrollDown();
+  }
+  function setConversation(c) {
+    if (!c) return;
+    var wasClosed = S.conv && S.conv.status === "closed";
+    S.conv = c;
+    if (c.read_up_to > S.readUpTo) { S.readUpTo = c.read_up_to; refreshStates(); }
+    body.placeholder = c.status === "closed" ? "Write to reopen the chat…" : "Write a message…";
+    root.dataset.status = c.status;
+    if (wasClosed !== (c.status === "closed")) refreshStates();
+  }
+  function setAgents(n) {
+    if (n === S.agents) return;
+    S.agents = n;
+    presence.textContent = n > 0 ? "Online · we usually reply in a few minutes" : S.visitor && S.visitor.email ? "Offline · we'll reply by email" : "Offline · leave a message";
+    presence.className = "pr" + (n > 0 ? " on" : "");
+    refreshStates();
+  }
+  function notifyUnread() {
+    if (S.open && !document.hidden) { markRead(); return; }
+    showUnread();
+  }
+  function markRead() {
+    if (!S.conv || !S.open || document.hidden) return;
+    S.unread = 0; showUnread();
+    if (S.lastSeq <= S.lastRead) return;
+    S.lastRead = S.lastSeq;
+    if (S.wsReady) wsSend({ type: "read", up_to_seq: S.lastSeq });
+    else api("POST", "/conversations/" + S.conv.id + "/read", { up_to_seq: S.lastSeq }).catch(function () {});
+  }
+  var typingTimer;
+  function typing(ev) {
+    clearTimeout(typingTimer);
+    typingEl.textContent = ev && ev.typing ? ev.sender_name + " is typing…" : "";
+    if (ev && ev.typing) typingTimer = setTimeout(function () { typingEl.textContent = ""; }, 6000);
+  }
+
+  // ---- page trail: queued until the visitor is identified (the first page is never lost)
+  function trackPage(m) {
+    var page = { url: String(m.url || "").slice(0, 4096), title: String(m.title || "").slice(0, 2048), referrer: String(m.ref || "").slice(0, 4096) };
+    if (!S.token) { S.pages.push(page); return; }
+    api("POST", "/page-views", page).catch(function () {});
+  }
+
+  // ---- identify, then history, then live updates
+  var identifyTries = 0;
+  function identify() {
+    S.token = load();
+    api("POST", "/visitor", {}).then(function (j) {
+      identifyTries = 0;
+      if (j.visitor_token) { S.token = j.visitor_token; save(j.visitor_token); }
+      S.visitor = j.visitor; S.maxBody = j.widget.max_body;
+      $("title").textContent = j.widget.name;
+      $("welcome").textContent = j.widget.welcome_message || "Hi! How can we help?";
+      root.style.setProperty("--c", j.widget.color);
+      S.agents = -1; setAgents(j.agents_online);
+      who.hidden = !!(j.visitor.name || j.visitor.email || j.conversation);
+      if (j.conversation) {
+        setConversation(j.conversation);
+        j.messages.forEach(function (m) { receive(m, true); });
+        S.unread = j.conversation.unread; notifyUnread(); connect();
+      }
+      S.pages.splice(0).forEach(trackPage);
+      root.dataset.ready = "1";
+    }).catch(function (e) {
+      if (e.status === 401) { save(null); S.token = null; return identify(); } // stale or foreign token
+      if (e.status === 429) { showBanner(e.message); }
+      else presence.textContent = "Can't connect · retrying…";
+      setTimeout(identify, Math.min(30000, 1000 * Math.pow(2, identifyTries++)));
+    });
+  }
+
+  // ---- live transport: WebSocket first, polling whenever the socket isn't ready
+  function connect() {
+    schedulePoll(0);
+    if (!("WebSocket" in window) || S.ws) return;
+    var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + cfg.ws;
+    var ws;
+    try { ws = new WebSocket(url); } catch (e) { return wsFailed(); }
+    S.ws = ws;
+    ws.onopen = function () { ws.send(JSON.stringify({ type: "auth", token: S.token, conversation: S.conv.id, since: S.lastSeq })); };
+    ws.onmessage = function (e) {
+      var ev; try { ev = JSON.parse(e.data); } catch (x) { return; }
+      if (ev.type === "ready") { S.wsReady = true; S.wsFails = 0; root.dataset.transport = "ws"; stopPoll(); setAgents(ev.agents_online); if (ev.conversation) setConversation(ev.conversation); flushPending(); markRead(); }
+      else if (ev.type === "message") receive(ev.message);
+      else if (ev.type === "ack") ack(ev);
+      else if (ev.type === "status") setConversation(Object.assign({}, S.conv, { status: ev.status }));
+      else if (ev.type === "read" && ev.reader === "user") { if (ev.up_to_seq > S.readUpTo) { S.readUpTo = ev.up_to_seq; refreshStates(); } }
+      else if (ev.type === "typing" && ev.sender_type === "user") typing(ev);
+      else if (ev.type === "presence") setAgents(ev.agents_online);
+      else if (ev.type === "error") { if (ev.code === "rate_limited") showBanner(ev.message); else failSend(ev); }
+    };
+    ws.onclose = function () { var was = S.wsReady; S.ws = null; S.wsReady = false; if (!was) S.wsFails++; wsFailed(); };
+  }
+  function wsFailed() {
+    root.dataset.transport = "poll";
+    schedulePoll(0);
+    // Keep trying the socket with backoff; polling carries the chat meanwhile.
+    setTimeout(connect, Math.min(30000, 1000 * Math.pow(2, Math.min(S.wsFails, 5))));
+  }
+  function wsSend(m) { if (S.wsReady && S.ws.readyState === 1) { S.ws.send(JSON.stringify(m)); return true; } return false; }
+  function stopPoll() { clearTimeout(S.pollTimer); S.pollTimer = null; }
+  function schedulePoll(ms) {
+    if (S.wsReady || !S.conv) return;
+    stopPoll();
+    S.pollTimer = setTimeout(poll, ms);
+  }
+  function poll() {
+    if (S.wsReady) return;
+    api("GET", "/conversations/" + S.conv.id + "/messages?since=" + S.lastSeq).then(function (j) {
+      if (!S.wsReady) root.dataset.transport = "poll";
+      showBanner(""); setAgents(j.agents_online); setConversation(j.conversation); j.messages.forEach(receive); flushPending();
+      schedulePoll(j.more ? 0 : S.open && !document.hidden ? 3000 : 15000);
+    }).catch(function (e) {
+      presence.textContent = "Reconnecting…"; S.agents = -1;
+      if (e.status === 401) { save(null); S.token = null; S.conv = null; identify(); return; }
+      schedulePoll(e.retry ? e.retry * 1000 : 5000);
+    });
+  }
+
+  // ---- sending: idempotent by client_id, so retries can never duplicate a message
+  function cid() { return "v" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10); }
+  function send(text) {
+    var m = { client_id: cid(), body: text, sender_type: "visitor", sender_name: "You", created_at: new Date().toISOString(), tries: 0 };
+    S.pending[m.client_id] = m; place(m); scrollDown();
+    ensureConversation().then(function () { deliver(m); }).catch(function (e) { failSend({ client_id: m.client_id, message: e.message }); });
+  }
+  function ensureConversation() {
+    if (S.conv) return Promise.resolve(S.conv);
+    var name = $("who-name").value.trim(), email = $("who-email").value.trim();
+    var details = name || email ? api("PATCH", "/visitor", { name: name || null, email: email || null }) : Promise.resolve(S.visitor);
+    return details.then(function (v) {
+      S.visitor = v; who.hidden = true;
+      return api("POST", "/conversations", {});
+    }).then(function (j) { setConversation(j.conversation); j.messages.forEach(receive); connect(); return S.conv; })
+      .catch(function (e) { if (e.status === 422) { $("who-error").textContent = e.message; $("who-error").hidden = false; } throw e; });
+  }
+  function deliver(m) {
+    if (m.sent || m.inflight) return;
+    m.failed = false; render(m);
+    if (wsSend({ type: "send", body: m.body, client_id: m.client_id })) { m.sent = true; return; }
+    m.inflight = true;
+    api("POST", "/conversations/" + S.conv.id + "/messages", { body: m.body, client_id: m.client_id })
+      .then(function (j) { m.inflight = false; setConversation(j.conversation); receive(j.message); showBanner(""); schedulePoll(0); })
+      .catch(function (e) {
+        m.inflight = false;
+        if (!e.status || e.status >= 500) { m.tries++; setTimeout(function () { deliver(m); }, Math.min(15000, 1000 * Math.pow(2, m.tries))); return; }
+        failSend({ client_id: m.client_id, message: e.message });
+        if (e.status === 429) setTimeout(function () { retry(m); }, (e.retry || 5) * 1000);
+      });
+  }
+  function ack(ev) { var m = S.pending[ev.client_id]; if (ev.message) receive(ev.message); else if (m) m.sent = true; }
+  function failSend(ev) {
+    var m = S.pending[ev.client_id];
+    if (ev.message) showBanner(ev.message);
+    if (!m) return;
+    m.failed = true; m.sent = false; render(m);
+  }
+  function retry(m) { if (S.pending[m.client_id]) { showBanner(""); deliver(m); } }
+  function flushPending() {
+    // After a reconnect, messages sent over a socket that died before its ack go again.
+    Object.keys(S.pending).forEach(function (k) { var m = S.pending[k]; if (m.sent && !m.failed) { m.sent = false; } if (!m.failed && S.conv) deliver(m); });
+  }
+
+  // ---- composer: Enter sends, Shift+Enter adds a line
+  var lastTyping = 0;
+  body.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+  });
+  body.addEventListener("input", function () {
+    body.style.height = "auto"; body.style.height = Math.min(body.scrollHeight, 120) + "px";
+    var now = Date.now();
+    if (now - lastTyping > 2500) { lastTyping = now; wsSend({ type: "typing", typing: true }); }
+  });
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = body.value.trim();
+    if (!text) return;
+    if (text.length > S.maxBody) { showBanner("Messages can be at most " + S.maxBody + " characters."); return; }
+    body.value = ""; body.style.height = "auto"; lastTyping = 0;
+    wsSend({ type: "typing", typing: false });
+    send(text);
+  });
+
+  // Opened directly rather than framed: show the chat at once.
+  if (!framed) setOpen(true);
+  identify();
+})();
