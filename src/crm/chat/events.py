@@ -89,6 +89,7 @@ class Typing(_Event):
     type: Literal["typing"] = "typing"
     conversation: UUID
     sender_type: Literal["user", "visitor"]
+    sender_id: int
     sender_name: str
     typing: bool
 
@@ -96,19 +97,23 @@ class Typing(_Event):
 ChatEvent = MessageCreated | StatusChanged | Assigned | ReadReceipt | ConversationOpened | Typing
 
 
-def send_now(groups: list[str], event: ChatEvent) -> None:
+async def send_now_async(groups: list[str], event: ChatEvent) -> None:
     """Send an event to groups right away (typing, which is not stored)."""
     layer = get_channel_layer()
     if layer is None:
         return
-    payload = event.model_dump(mode="json")
+    payload = {"type": LAYER_MESSAGE_TYPE, "event": event.model_dump(mode="json")}
     for group in groups:
         try:
-            async_to_sync(layer.group_send)(group, {"type": LAYER_MESSAGE_TYPE, "event": payload})
+            await layer.group_send(group, payload)
         except Exception:
             # Realtime is best effort: clients resume from the database by seq, so a
             # layer outage must never fail the write that already committed.
             logger.exception("could not publish %s to %s", event.type, group)
+
+
+def send_now(groups: list[str], event: ChatEvent) -> None:
+    async_to_sync(send_now_async)(groups, event)
 
 
 def publish_on_commit(event: ChatEvent, *, inbox: bool = True) -> None:

@@ -1,0 +1,453 @@
+"""WebSocket consumers: the visitor's socket and the agent's socket.
+
+Both authorise before they subscribe to anything: the visitor by the token in its
+first frame (never in the URL, which lands in logs) plus the widget's allowed
+Origin; the agent by the session cookie, the chat permission and the CRM's own
+Origin (so another site can't open a socket with the agent's cookies).
+
+Delivery is lossless by construction: a client sends the highest ``seq`` it has
+seen; the consumer joins the live group first and then replays everything after
+that seq from the database, so nothing committed in between can be missed.
+Duplicates (a message both replayed and broadcast) are dropped by the clients by
+seq. Sends are idempotent by ``client_id`` and acknowledged with the stored seq.
+
+Close codes: 4400 bad frame, 4401 bad or missing token, 4403 forbidden (origin or
+permission), 4404 unknown widget or conversation or module disabled, 4408 no
+auth frame in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.exceptions import ValidationError
+
+from crm.chat import events, presence, ratelimit, selectors
+from crm.chat.models import ChatConversation, ChatVisitor, ChatWidget
+from crm.chat.payloads import message_payloads
+from crm.chat.services import ChatError, chat_service
+from crm.conf import module_enabled, public_url
+
+logger = logging.getLogger(__name__)
+
+AUTH_TIMEOUT = 10  # seconds a visitor socket may stay open without authenticating
+TYPING_INTERVAL = 1.0  # at most one typing relay per second per socket
+REPLAY_LIMIT = 1000
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _own_origins(scope: dict[str, Any]) -> set[str]:
+    """The CRM's own origins: its public URL and the Host this socket came in on."""
+    host = _header(scope, b"host") or ""
+    secure = scope.get("scheme") in {"wss", "https"}
+    own = {public_url()}
+    if host:
+        own.add(f"{'https' if secure else 'http'}://{host}")
+    return own
+
+
+def _uuid(value: Any) -> UUID | None:
+    try:
+        return UUID(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_text(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return getattr(exc, "message", str(exc))
+
+
+class _ChatSocket(AsyncJsonWebsocketConsumer):
+    """Shared plumbing: error frames, event forwarding, replay."""
+
+    groups: list[str] = []
+
+    async def send_error(self, code: str, message: str, **extra: Any) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message, **extra})
+
+    async def refuse(self, close_code: int, code: str, message: str) -> None:
+        logger.warning("chat socket refused (%s): %s %s", code, self.scope.get("path"), message)
+        await self.send_error(code, message)
+        await self.close(code=close_code)
+
+    async def replay(self, conversation: ChatConversation, since: int, *, internal: bool) -> None:
+        """Send every message after ``since``, in seq order.
+
+        Called after joining the live group, so together with the live stream the
+        client gets every message at least once, and drops repeats by seq.
+        """
+        payloads = await database_sync_to_async(_replay_payloads)(conversation, since, internal)
+        for payload in payloads:
+            await self.send_json(
+                {"type": "message", "conversation": str(conversation.external_id),
+                 "seq": payload["seq"], "message": payload}
+            )  # fmt: skip
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            await self.send_error("bad_frame", "Frames are JSON objects with a type.")
+            return
+        handler = getattr(self, f"on_{content['type']}", None)
+        if handler is None:
+            await self.send_error("unknown_type", f"Unknown frame type {content['type']!r}.")
+            return
+        await handler(content)
+
+    async def decode_json(self, text_data: str) -> Any:
+        try:
+            return await super().decode_json(text_data)
+        except ValueError:
+            return None
+
+    async def on_ping(self, content: dict) -> None:
+        await self.send_json({"type": "pong"})
+
+
+def _replay_payloads(conversation: ChatConversation, since: int, internal: bool) -> list[dict]:
+    rows = selectors.messages_since(
+        conversation=conversation,
+        since=max(0, since),
+        include_internal=internal,
+        limit=REPLAY_LIMIT,
+    )
+    visitor = ChatVisitor.objects.get(pk=conversation.visitor_id)
+    return [p.model_dump(mode="json") for p in message_payloads(rows, visitor=visitor)]
+
+
+# ------------------------------------------------------------------------ visitor
+
+
+class VisitorConsumer(_ChatSocket):
+    """``/p/chat/<key>/ws``: one visitor, one conversation of theirs."""
+
+    widget: ChatWidget | None = None
+    visitor: ChatVisitor | None = None
+    conversation: ChatConversation | None = None
+
+    async def connect(self) -> None:
+        self.last_typing = 0.0
+        if not module_enabled("chat"):
+            await self.close(code=4404)
+            return
+        key = self.scope["url_route"]["kwargs"]["public_key"]
+        self.widget = await database_sync_to_async(selectors.widget_by_public_key)(public_key=key)
+        await self.accept()
+        if self.widget is None:
+            await self.refuse(4404, "unknown_widget", "This chat widget does not exist.")
+            return
+        origin = _header(self.scope, b"origin")
+        if (
+            origin
+            and origin not in _own_origins(self.scope)
+            and not self.widget.origin_allowed(origin)
+        ):
+            await self.refuse(4403, "origin_not_allowed", "This website may not use this widget.")
+            return
+        self.auth_timer = asyncio.get_running_loop().call_later(
+            AUTH_TIMEOUT, lambda: asyncio.ensure_future(self._auth_timeout())
+        )
+
+    async def _auth_timeout(self) -> None:
+        if self.conversation is None:
+            await self.refuse(4408, "auth_timeout", "Authenticate within 10 seconds.")
+
+    async def disconnect(self, code: int) -> None:
+        timer = getattr(self, "auth_timer", None)
+        if timer is not None:
+            timer.cancel()
+        if self.conversation is not None:
+            await self.channel_layer.group_discard(
+                events.conversation_group(self.conversation.external_id), self.channel_name
+            )
+
+    async def on_auth(self, content: dict) -> None:
+        if self.conversation is not None:
+            await self.send_error("already_authenticated", "This socket is already authenticated.")
+            return
+        token, conv_id = content.get("token"), _uuid(content.get("conversation"))
+        since = content.get("since", 0)
+        if not isinstance(token, str) or conv_id is None or not isinstance(since, int):
+            await self.refuse(4400, "bad_frame", "auth needs token, conversation and since.")
+            return
+        found = await database_sync_to_async(self._authorise)(token, conv_id)
+        if found is None:
+            await self.refuse(4401, "invalid_token", "This token can't open this conversation.")
+            return
+        self.visitor, self.conversation = found
+        self.auth_timer.cancel()
+        await self.channel_layer.group_add(
+            events.conversation_group(self.conversation.external_id), self.channel_name
+        )
+        await self.replay(self.conversation, since, internal=False)
+        await self.send_json({"type": "ready", **await database_sync_to_async(self._state)()})
+
+    def _authorise(self, token: str, conv_id: UUID) -> tuple[ChatVisitor, ChatConversation] | None:
+        assert self.widget is not None
+        visitor = selectors.visitor_by_token(widget=self.widget, token=token)
+        if visitor is None:
+            return None
+        conversation = selectors.visitor_conversation_get(visitor=visitor, external_id=conv_id)
+        if conversation is None:
+            return None
+        chat_service.touch_visitor(visitor=visitor)
+        return visitor, conversation
+
+    def _state(self) -> dict[str, Any]:
+        assert self.conversation is not None and self.widget is not None
+        conv = ChatConversation.objects.get(pk=self.conversation.pk)
+        return {
+            "agents_online": presence.agents_online(self.widget),
+            "conversation": {
+                "id": str(conv.external_id),
+                "chat_id": conv.chat_id,
+                "status": conv.status,
+                "last_seq": conv.last_seq,
+                "read_up_to": selectors.visitor_messages_read_up_to(conversation=conv),
+                "unread": selectors.unread_for_visitor(conversation=conv),
+            },
+        }
+
+    async def _require_auth(self) -> bool:
+        if self.conversation is None:
+            await self.refuse(4401, "not_authenticated", "Send an auth frame first.")
+            return False
+        return True
+
+    async def on_send(self, content: dict) -> None:
+        if not await self._require_auth():
+            return
+        client_id = content.get("client_id")
+        try:
+            payload = await database_sync_to_async(self._send)(content.get("body"), client_id)
+        except ratelimit.Limited as exc:
+            await self.send_error("rate_limited", exc.message, client_id=client_id)
+            return
+        except (ValidationError, ChatError) as exc:
+            await self.send_error("invalid", _error_text(exc), client_id=client_id)
+            return
+        await self.send_json({"type": "ack", "client_id": client_id, "seq": payload["seq"],
+                              "message": payload})  # fmt: skip
+
+    def _send(self, body: Any, client_id: Any) -> dict:
+        assert self.visitor is not None and self.conversation is not None
+        ip = (self.scope.get("client") or [None])[0]
+        ratelimit.check("send_message", ip=ip, token_key=str(self.visitor.pk))
+        result = chat_service.send_visitor_message(
+            conversation=self.conversation,
+            visitor=self.visitor,
+            body=body,
+            client_id=client_id if isinstance(client_id, str) else None,
+        )
+        (payload,) = message_payloads([result.message], visitor=self.visitor)
+        return payload.model_dump(mode="json")
+
+    async def on_read(self, content: dict) -> None:
+        if not await self._require_auth():
+            return
+        up_to = content.get("up_to_seq")
+        if up_to is not None and not isinstance(up_to, int):
+            await self.send_error("bad_frame", "up_to_seq must be an integer.")
+            return
+        await database_sync_to_async(chat_service.mark_read)(
+            conversation=self.conversation, reader="visitor", up_to_seq=up_to
+        )
+
+    async def on_typing(self, content: dict) -> None:
+        if not await self._require_auth():
+            return
+        now = time.monotonic()
+        is_typing = bool(content.get("typing"))
+        if is_typing and now - self.last_typing < TYPING_INTERVAL:
+            return
+        self.last_typing = now if is_typing else 0.0
+        assert self.conversation is not None and self.visitor is not None
+        event = events.Typing(
+            conversation=self.conversation.external_id,
+            sender_type="visitor",
+            sender_id=self.visitor.pk,
+            sender_name=self.visitor.display_name,
+            typing=is_typing,
+        )
+        await events.send_now_async(
+            [events.conversation_group(self.conversation.external_id), events.INBOX_GROUP], event
+        )
+
+    async def on_ping(self, content: dict) -> None:
+        if self.visitor is not None:
+            await database_sync_to_async(chat_service.touch_visitor)(visitor=self.visitor)
+        await self.send_json({"type": "pong"})
+
+    async def chat_event(self, message: dict) -> None:
+        event = message["event"]
+        if event["type"] == "message" and event["message"].get("internal"):
+            return  # agent-only notes never reach visitors
+        if event["type"] == "typing" and event["sender_type"] == "visitor":
+            return
+        if event["type"] in {"assigned", "opened"}:
+            return
+        await self.send_json(event)
+
+
+# -------------------------------------------------------------------------- agent
+
+
+class AgentConsumer(_ChatSocket):
+    """``/crm/chat/ws``: a logged-in agent's live inbox and open conversations."""
+
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        self.focused: dict[UUID, ChatConversation] = {}
+        self.visible_cache: dict[UUID, tuple[float, bool]] = {}
+        if not module_enabled("chat"):
+            await self.close(code=4404)
+            return
+        await self.accept()
+        if self.user is None or not self.user.is_authenticated:
+            await self.refuse(4401, "not_authenticated", "Log in to the CRM first.")
+            return
+        if not await database_sync_to_async(self.user.has_perm)("crm_chat.view_chat"):
+            await self.refuse(4403, "forbidden", "You don't have access to chat.")
+            return
+        origin = _header(self.scope, b"origin")
+        if origin not in _own_origins(self.scope):
+            # Cross-site WebSocket hijacking: cookies ride along, so the Origin decides.
+            await self.refuse(4403, "origin_not_allowed", "Agent sockets are same-origin only.")
+            return
+        self.can_reply = await database_sync_to_async(self.user.has_perm)("crm_chat.reply_chat")
+        await self.channel_layer.group_add(events.INBOX_GROUP, self.channel_name)
+        await database_sync_to_async(presence.mark_agent_online)(self.user.pk)
+        await self.send_json({"type": "ready", "agent_id": self.user.pk})
+
+    async def disconnect(self, code: int) -> None:
+        if self.user is not None and self.user.is_authenticated:
+            await self.channel_layer.group_discard(events.INBOX_GROUP, self.channel_name)
+
+    def _visible(self, conv_id: UUID) -> ChatConversation | None:
+        return selectors.conversation_get(agent=self.user, external_id=conv_id)
+
+    async def _conversation(self, content: dict) -> ChatConversation | None:
+        conv_id = _uuid(content.get("conversation"))
+        conv = await database_sync_to_async(self._visible)(conv_id) if conv_id else None
+        if conv is None:
+            logger.warning(
+                "agent %s refused conversation %r", self.user.pk, content.get("conversation")
+            )
+            await self.send_error("not_found", "This conversation does not exist.",
+                                  conversation=content.get("conversation"))  # fmt: skip
+        return conv
+
+    async def on_subscribe(self, content: dict) -> None:
+        since = content.get("since", 0)
+        if not isinstance(since, int):
+            await self.send_error("bad_frame", "since must be an integer.")
+            return
+        conv = await self._conversation(content)
+        if conv is None:
+            return
+        self.focused[conv.external_id] = conv
+        await self.replay(conv, since, internal=True)
+        await self.send_json({"type": "subscribed", "conversation": str(conv.external_id),
+                              "last_seq": conv.last_seq, "status": conv.status})  # fmt: skip
+
+    async def on_unsubscribe(self, content: dict) -> None:
+        conv_id = _uuid(content.get("conversation"))
+        if conv_id is not None:
+            self.focused.pop(conv_id, None)
+
+    async def on_send(self, content: dict) -> None:
+        client_id = content.get("client_id")
+        if not self.can_reply:
+            await self.send_error("forbidden", "You may not reply to chats.", client_id=client_id)
+            return
+        conv = await self._conversation(content)
+        if conv is None:
+            return
+        try:
+            payload = await database_sync_to_async(self._send)(conv, content.get("body"), client_id)
+        except (ValidationError, ChatError) as exc:
+            await self.send_error("invalid", _error_text(exc), client_id=client_id)
+            return
+        await self.send_json({"type": "ack", "client_id": client_id, "seq": payload["seq"],
+                              "conversation": str(conv.external_id), "message": payload})  # fmt: skip
+
+    def _send(self, conv: ChatConversation, body: Any, client_id: Any) -> dict:
+        result = chat_service.send_agent_message(
+            conversation=conv,
+            agent=self.user,
+            body=body,
+            client_id=client_id if isinstance(client_id, str) else None,
+        )
+        (payload,) = message_payloads([result.message], visitor=conv.visitor)
+        return payload.model_dump(mode="json")
+
+    async def on_read(self, content: dict) -> None:
+        conv = await self._conversation(content)
+        up_to = content.get("up_to_seq")
+        if conv is None or (up_to is not None and not isinstance(up_to, int)):
+            return
+        await database_sync_to_async(chat_service.mark_read)(
+            conversation=conv, reader="user", up_to_seq=up_to
+        )
+
+    async def on_typing(self, content: dict) -> None:
+        conv = await self._conversation(content)
+        if conv is None or not self.can_reply:
+            return
+        event = events.Typing(
+            conversation=conv.external_id,
+            sender_type="user",
+            sender_id=self.user.pk,
+            sender_name=self.user.get_full_name() or self.user.get_username(),
+            typing=bool(content.get("typing")),
+        )
+        await events.send_now_async(
+            [events.conversation_group(conv.external_id), events.INBOX_GROUP], event
+        )
+
+    async def on_ping(self, content: dict) -> None:
+        await database_sync_to_async(presence.mark_agent_online)(self.user.pk)
+        await self.send_json({"type": "pong"})
+
+    async def chat_event(self, message: dict) -> None:
+        event = message["event"]
+        if event["type"] == "typing" and (event["sender_type"], event["sender_id"]) == (
+            "user",
+            self.user.pk,
+        ):
+            return  # our own typing, echoed by the group
+        conv_id = _uuid(event.get("conversation"))
+        if conv_id is None or not await self._may_see(conv_id, event):
+            return
+        await self.send_json(event)
+
+    async def _may_see(self, conv_id: UUID, event: dict) -> bool:
+        """Agents limited to their own chats only hear about those (and unassigned ones).
+
+        Assignment changes invalidate the cached answer, so a chat taken by a
+        colleague disappears from a limited agent's live stream at once.
+        """
+        if event["type"] == "assigned":
+            self.visible_cache.pop(conv_id, None)
+        cached = self.visible_cache.get(conv_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < 5:
+            return cached[1]
+        visible = await database_sync_to_async(self._visible)(conv_id) is not None
+        self.visible_cache[conv_id] = (now, visible)
+        if len(self.visible_cache) > 1000:
+            self.visible_cache.clear()
+        return visible
