@@ -6,6 +6,7 @@ that part is missing, instead of skipping: a green run must mean it really ran.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -55,6 +56,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _LoopKeepingServer:
+    """A uvicorn Server that remembers its event loop (for ``ThreadedServer.call``)."""
+
+    def __new__(cls, config):  # type: ignore[no-untyped-def]
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            async def serve(self, sockets=None):  # type: ignore[no-untyped-def]
+                self.loop = asyncio.get_running_loop()
+                await super().serve(sockets)
+
+        return Server(config)
+
+
 class ThreadedServer:
     """The real ASGI application under uvicorn, in a thread of the test process.
 
@@ -73,7 +88,7 @@ class ThreadedServer:
         self.port = self.sock.getsockname()[1]
         self.host = host
         config = uvicorn.Config(application, lifespan="off", ws="wsproto", log_level="warning")
-        self.server = uvicorn.Server(config)
+        self.server = _LoopKeepingServer(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )
@@ -90,6 +105,20 @@ class ThreadedServer:
                 raise RuntimeError("uvicorn did not start within 15 s")
             time.sleep(0.02)
         return self
+
+    def call(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        """Run a sync function (e.g. a ChatService write) as the server itself would.
+
+        It runs in a worker thread of the server's event loop, so its after-commit
+        events reach the in-memory channel layer on that loop, exactly like a write
+        made by a view or consumer of the server.
+        """
+        from asgiref.sync import sync_to_async
+
+        future = asyncio.run_coroutine_threadsafe(
+            sync_to_async(fn, thread_sensitive=False)(*args, **kwargs), self.server.loop
+        )
+        return future.result(timeout=30)
 
     def stop(self) -> None:
         self.server.should_exit = True

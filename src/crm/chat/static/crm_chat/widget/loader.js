@@ -4,13 +4,18 @@
 // The launcher button lives inside the iframe (served by the CRM, where it can be
 // rich); this script only places the frame, resizes it on request and reports pages.
 // Styles are set through the CSSOM, which a host page's CSP does not block.
+// The visitor token is also kept in the host page's own storage: browsers that block
+// third-party storage would otherwise give the visitor a new identity on every load.
 (function (w, d, c) {
   // Once per page, and only on sites the widget allows (the iframe's CSP refuses others).
   if (w.__crmChat || (c.a.length && c.a.indexOf(location.origin) < 0)) return;
   w.__crmChat = 1;
-  var f = d.createElement("iframe"), o = 0;
+  var f = d.createElement("iframe"), o = 0, K = "crmchat:" + c.k, v;
   function P(m) { f.contentWindow.postMessage(m, c.o); }
-  function G() { P({ t: "page", url: location.href, title: d.title, ref: d.referrer }); }
+  function G() {
+    try { v = localStorage[K]; } catch (e) {}
+    P({ t: "page", url: location.href, title: d.title, ref: d.referrer, tok: v });
+  }
   function F() {
     // Closed: just the launcher's corner. Open: a panel, or the whole screen on phones.
     f.style.cssText = "position:fixed;border:0;z-index:2147483647;background:none;color-scheme:normal;bottom:0;" +
@@ -29,8 +34,11 @@
   w.addEventListener("popstate", G);
   w.addEventListener("hashchange", G);
   w.addEventListener("message", function (e) {
-    // Only our own iframe, from the CRM's exact origin, may resize the frame.
-    if (e.origin == c.o && e.source == f.contentWindow && e.data && e.data.t == "size") o = e.data.open, F();
+    // Only our own iframe, from the CRM's exact origin, may resize the frame or store.
+    var m = e.data || {};
+    if (e.origin != c.o || e.source != f.contentWindow) return;
+    if (m.t == "size") o = m.open, F();
+    if (m.t == "token") try { m.v ? localStorage[K] = m.v : localStorage.removeItem(K); } catch (x) {}
   });
   // The iframe learns our origin from this first message, sent again on every load.
   f.onload = G;

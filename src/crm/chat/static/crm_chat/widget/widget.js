@@ -21,7 +21,11 @@
   // ---- storage: localStorage may be blocked (privacy modes); fall back to memory.
   var mem = {};
   function load() { try { return localStorage.getItem(storeKey); } catch (e) { return mem[storeKey] || null; } }
-  function save(v) { try { v ? localStorage.setItem(storeKey, v) : localStorage.removeItem(storeKey); } catch (e) { mem[storeKey] = v; } }
+  function save(v) {
+    try { v ? localStorage.setItem(storeKey, v) : localStorage.removeItem(storeKey); } catch (e) { mem[storeKey] = v; }
+    // Mirror to the host page's first-party storage (see loader.js).
+    S.hostToken = v; toParent({ t: "token", v: v || "" });
+  }
 
   // ---- talking to the host page (the loader). Never to "*": only to the parent's
   // exact origin, learnt from its first message and checked against allowed origins.
@@ -30,7 +34,11 @@
   function toParent(m) { if (S.parent) window.parent.postMessage(m, S.parent); }
   window.addEventListener("message", function (e) {
     if (!framed || e.source !== window.parent || !parentAllowed(e.origin) || !e.data) return;
-    if (!S.parent) { S.parent = e.origin; if (S.open) toParent({ t: "size", open: 1 }); }
+    if (!S.parent) {
+      S.parent = e.origin; S.hostToken = typeof e.data.tok === "string" ? e.data.tok : null;
+      if (S.open) toParent({ t: "size", open: 1 });
+      helloed();
+    }
     if (e.origin === S.parent && e.data.t === "page") trackPage(e.data);
   });
   var panel = $("chat"), launcher = $("launcher"), badgeEl = $("badge");
@@ -164,12 +172,17 @@
   }
 
   // ---- identify, then history, then live updates
+  // Resolves once the visitor is known; sending waits for it, so a fast first
+  // message can't race ahead of the token.
+  var identified, resolveIdentified;
+  identified = new Promise(function (r) { resolveIdentified = r; });
   var identifyTries = 0;
   function identify() {
-    S.token = load();
+    S.token = load() || S.hostToken || null;
     api("POST", "/visitor", {}).then(function (j) {
       identifyTries = 0;
       if (j.visitor_token) { S.token = j.visitor_token; save(j.visitor_token); }
+      else if (S.token !== load()) save(S.token);
       S.visitor = j.visitor; S.maxBody = j.widget.max_body;
       $("title").textContent = j.widget.name;
       $("welcome").textContent = j.widget.welcome_message || "Hi! How can we help?";
@@ -183,6 +196,7 @@
       }
       S.pages.splice(0).forEach(trackPage);
       root.dataset.ready = "1";
+      resolveIdentified();
     }).catch(function (e) {
       if (e.status === 401) { save(null); S.token = null; return identify(); } // stale or foreign token
       if (e.status === 429) { showBanner(e.message); }
@@ -247,7 +261,10 @@
     ensureConversation().then(function () { deliver(m); }).catch(function (e) { failSend({ client_id: m.client_id, message: e.message }); });
   }
   function ensureConversation() {
-    if (S.conv) return Promise.resolve(S.conv);
+    return identified.then(openConversation);
+  }
+  function openConversation() {
+    if (S.conv) return S.conv;
     var name = $("who-name").value.trim(), email = $("who-email").value.trim();
     var details = name || email ? api("PATCH", "/visitor", { name: name || null, email: email || null }) : Promise.resolve(S.visitor);
     return details.then(function (v) {
@@ -303,7 +320,10 @@
     send(text);
   });
 
-  // Opened directly rather than framed: show the chat at once.
-  if (!framed) setOpen(true);
-  identify();
+  // Opened directly rather than framed: show the chat at once. Framed: wait (briefly)
+  // for the host page's first message, which carries its copy of the token.
+  var helloed;
+  var hello = new Promise(function (r) { helloed = r; });
+  if (!framed) { setOpen(true); helloed(); }
+  Promise.race([hello, new Promise(function (r) { setTimeout(r, 3000); })]).then(identify);
 })();
