@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, path, re_path
 
 from crm.chat.api import api
-from crm.chat.views import public
+from crm.chat.views import public, widgets
 
 KEY = r"(?P<public_key>[A-Za-z0-9_-]{1,128})"
 
@@ -13,4 +13,27 @@ urlpatterns: list[URLPattern | URLResolver] = [
     re_path(rf"^p/chat/{KEY}\.js$", public.loader, name="crm-chat-loader"),
     re_path(rf"^p/chat/{KEY}$", public.widget_page, name="crm-chat-widget"),
     path("p/chat/", api.urls),
+    # Settings → Chat Widgets
+    path("crm/chat-widgets/", widgets.widget_index, name="crm-chat-widget-index"),
+    path("crm/chat-widgets/new/", widgets.widget_create, name="crm-chat-widget-create"),
+    path(
+        "crm/chat-widgets/<uuid:external_id>/edit/",
+        widgets.widget_edit,
+        name="crm-chat-widget-edit",
+    ),
+    path(
+        "crm/chat-widgets/<uuid:external_id>/toggle/",
+        widgets.widget_toggle,
+        name="crm-chat-widget-toggle",
+    ),
+    path(
+        "crm/chat-widgets/<uuid:external_id>/delete/",
+        widgets.widget_delete,
+        name="crm-chat-widget-delete",
+    ),
+    path(
+        "crm/chat-widgets/<uuid:external_id>/regenerate-key/",
+        widgets.widget_regenerate,
+        name="crm-chat-widget-regenerate",
+    ),
 ]

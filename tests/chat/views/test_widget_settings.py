@@ -1,0 +1,478 @@
+"""Settings → Chat Widgets: list, create, edit, toggle, delete, new key, permissions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from crm.chat.forms import COLOR_ERROR
+from crm.chat.models import ChatConversation, ChatVisitor, ChatWidget
+from crm.chat.services import chat_service
+from crm.core.models import Team
+from crm.core.roles import EMPLOYEE, MANAGER, OWNER
+from crm.core.services import create_agent
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "not-a-real-secret-1"
+INDEX = reverse("crm-chat-widget-index")
+CREATE = reverse("crm-chat-widget-create")
+
+
+def _client(username: str, role: str) -> Client:
+    client = Client()
+    client.force_login(
+        create_agent(username=username, password=PASSWORD, role=role, validate=False)
+    )
+    return client
+
+
+@pytest.fixture
+def owner_client(db: None) -> Client:
+    return _client("olivia", OWNER)
+
+
+@pytest.fixture
+def manager_client(db: None) -> Client:
+    return _client("manon", MANAGER)
+
+
+@pytest.fixture
+def employee_client(db: None) -> Client:
+    return _client("emma", EMPLOYEE)
+
+
+@pytest.fixture
+def make_widget(db: None) -> Callable[..., ChatWidget]:
+    def make(name: str = "Main site", **fields: Any) -> ChatWidget:
+        return chat_service.create_widget(name=name, **fields)
+
+    return make
+
+
+def widget_data(**fields: str) -> dict[str, str]:
+    """A valid create/edit POST, with ``fields`` on top."""
+    data = {
+        "name": "Shop",
+        "welcome_message": "Hello! Ask us anything.",
+        "color": "#16a34a",
+        "position": "bottom-left",
+        "allowed_origins": "https://shop.example\nhttp://localhost:3000",
+        "team": "",
+        "is_active": "on",
+    }
+    data.update(fields)
+    return data
+
+
+def edit_url(widget: ChatWidget) -> str:
+    return reverse("crm-chat-widget-edit", args=[widget.external_id])
+
+
+def flashes(response: Any) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def start_conversation(widget: ChatWidget) -> ChatConversation:
+    visitor, _ = chat_service.identify_visitor(widget=widget, token=None)
+    return chat_service.open_conversation(visitor=visitor)
+
+
+class WidgetListTests:
+    def test_it_lists_widgets_with_their_settings_and_conversation_counts(
+        self, manager_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        team = Team.objects.create(name="Support EU")
+        shop = make_widget(
+            "Shop",
+            team=team,
+            color="#16a34a",
+            position="bottom-left",
+            allowed_origins=["https://shop.example", "https://www.shop.example"],
+        )
+        make_widget("Docs", is_active=False)
+        start_conversation(shop)
+        start_conversation(shop)
+
+        response = manager_client.get(INDEX)
+
+        assert response.status_code == 200
+        assert [w.name for w in response.context["widgets"]] == ["Docs", "Shop"]
+        html = response.content.decode()
+        for text in ("Support EU", "Active", "Inactive", "Bottom left", "#16a34a"):
+            assert text in html
+        assert 'fill="#16a34a"' in html
+        assert "2 origins" in html and "https://www.shop.example" in html
+        assert "Any site" in html
+        row = html[html.index(">Shop<") :]
+        assert "<td>2</td>" in row[: row.index("</tr>")]
+
+    def test_it_shows_an_empty_state_with_a_create_link(self, owner_client: Client) -> None:
+        response = owner_client.get(INDEX)
+        assert response.status_code == 200
+        assert b"No chat widgets yet" in response.content
+        assert CREATE.encode() in response.content
+
+    def test_it_uses_the_same_number_of_queries_for_more_widgets(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        team = Team.objects.create(name="Sales")
+        make_widget("One", team=team)
+        with CaptureQueriesContext(connection) as one:
+            owner_client.get(INDEX)
+        for name in ("Two", "Three", "Four"):
+            start_conversation(make_widget(name, team=team))
+        with CaptureQueriesContext(connection) as four:
+            owner_client.get(INDEX)
+        assert len(four) == len(one)
+
+    def test_it_is_linked_from_the_settings_page(self, owner_client: Client) -> None:
+        settings_page = owner_client.get(reverse("crm-settings"))
+        assert b'href="/crm/chat-widgets/"' in settings_page.content
+        assert INDEX == "/crm/chat-widgets/"
+        assert owner_client.get("/crm/chat-widgets/").status_code == 200
+
+    def test_it_escapes_what_users_typed(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget(
+            "<script>alert(1)</script>", welcome_message="<img src=x onerror=alert(2)>"
+        )
+        for url in (INDEX, edit_url(widget)):
+            html = owner_client.get(url).content.decode()
+            assert "<script>alert(1)</script>" not in html
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+            assert "<img src=x" not in html
+
+
+class WidgetCreateTests:
+    def test_it_shows_an_empty_form_with_a_preview_and_no_snippet(
+        self, owner_client: Client
+    ) -> None:
+        response = owner_client.get(CREATE)
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert 'type="color"' in html and 'name="color"' in html
+        assert "data-widget-preview" in html and 'data-color="#2563eb"' in html
+        assert "Embed snippet" not in html
+        assert "crm_chat/settings.js" in html
+        assert "<script>" not in html  # no inline script: the page may get a strict CSP
+
+    def test_it_creates_a_widget_through_the_service(self, owner_client: Client) -> None:
+        team = Team.objects.create(name="Support EU")
+        response = owner_client.post(
+            CREATE,
+            widget_data(
+                color="#16A34A",
+                team=str(team.pk),
+                allowed_origins="HTTPS://Shop.Example:443/\n\n  http://localhost:3000  \n",
+            ),
+        )
+
+        widget = ChatWidget.objects.get()
+        assert response.status_code == 302
+        assert response["Location"] == edit_url(widget)
+        assert widget.name == "Shop"
+        assert widget.welcome_message == "Hello! Ask us anything."
+        assert widget.color == "#16a34a"
+        assert widget.position == "bottom-left"
+        assert widget.allowed_origins == ["https://shop.example", "http://localhost:3000"]
+        assert widget.team == team
+        assert widget.is_active is True
+        assert len(widget.public_key) == 64
+        assert flashes(response) == ["Created Shop. Paste the embed snippet into your site."]
+
+    def test_it_accepts_a_colour_without_the_hash(self, owner_client: Client) -> None:
+        owner_client.post(CREATE, widget_data(color=" 0EA5E9 "))
+        assert ChatWidget.objects.get().color == "#0ea5e9"
+
+    @pytest.mark.parametrize("color", ["blue", "#12345", "#1234567", "#gggggg", ""])
+    def test_it_rejects_an_invalid_colour_and_writes_nothing(
+        self, owner_client: Client, color: str
+    ) -> None:
+        response = owner_client.post(CREATE, widget_data(color=color))
+        assert response.status_code == 200
+        assert ChatWidget.objects.count() == 0
+        errors = response.context["form"].errors["color"]
+        assert errors == [COLOR_ERROR if color else "This field is required."]
+        assert b"nothing has been saved" in response.content
+        # The picker never gets the invalid value (it would turn it into black).
+        assert b'type="color" value="#2563eb"' in response.content
+
+    @pytest.mark.parametrize(
+        ("line", "why"),
+        [
+            ("https://*.shop.example", "wildcard"),
+            ("https://shop.example/checkout", "path"),
+            ("ftp://shop.example", "scheme"),
+            ("shop.example", "no scheme"),
+        ],
+    )
+    def test_it_rejects_a_bad_origin_line_and_writes_nothing(
+        self, owner_client: Client, line: str, why: str
+    ) -> None:
+        response = owner_client.post(
+            CREATE, widget_data(allowed_origins=f"https://ok.example\n{line}")
+        )
+        assert response.status_code == 200, why
+        assert ChatWidget.objects.count() == 0
+        errors = response.context["form"].errors["allowed_origins"]
+        assert len(errors) == 1 and line in errors[0]
+        assert "is not an exact origin" in errors[0] or "is not a valid origin" in errors[0]
+        html = response.content.decode()
+        assert "is not an exact origin" in html or "is not a valid origin" in html
+        # What was typed is shown again so it can be fixed.
+        assert line in response.context["form"]["allowed_origins"].value()
+
+    def test_it_reports_every_bad_origin_line(self, owner_client: Client) -> None:
+        response = owner_client.post(
+            CREATE, widget_data(allowed_origins="https://*.a.example\nhttps://b.example/x")
+        )
+        errors = response.context["form"].errors["allowed_origins"]
+        assert len(errors) == 2
+        assert "https://*.a.example" in errors[0] and "https://b.example/x" in errors[1]
+
+    def test_it_requires_a_name_and_a_known_position(self, owner_client: Client) -> None:
+        response = owner_client.post(CREATE, widget_data(name="  ", position="top-left"))
+        errors = response.context["form"].errors
+        assert set(errors) == {"name", "position"}
+        assert ChatWidget.objects.count() == 0
+
+
+class WidgetEditTests:
+    def test_it_shows_the_settings_with_origins_one_per_line(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget(
+            allowed_origins=["https://shop.example", "http://localhost:3000"],
+            color="#dc2626",
+            position="bottom-left",
+        )
+        response = owner_client.get(edit_url(widget))
+        assert response.status_code == 200
+        form = response.context["form"]
+        assert form["allowed_origins"].value() == "https://shop.example\nhttp://localhost:3000"
+        html = response.content.decode()
+        assert 'data-color="#dc2626"' in html
+        assert "widget-preview is-left" in html
+
+    @override_settings(CRM_PUBLIC_URL="https://crm.example.com/")
+    def test_it_shows_the_embed_snippet_with_the_loader_url_and_key(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget()
+        html = owner_client.get(edit_url(widget)).content.decode()
+        loader = f"https://crm.example.com/p/chat/{widget.public_key}.js"
+        assert f"s.src=&#x27;{loader}&#x27;" in html
+        assert 'id="embed-snippet"' in html and "readonly" in html
+        assert 'data-copy-target="embed-snippet"' in html
+        assert widget.public_key in html
+        assert reverse("crm-chat-widget-regenerate", args=[widget.external_id]) in html
+        assert reverse("crm-chat-widget-delete", args=[widget.external_id]) in html
+
+    def test_it_saves_and_normalises_origins(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget(allowed_origins=["https://old.example"])
+        key = widget.public_key
+        response = owner_client.post(
+            edit_url(widget),
+            widget_data(
+                name="Renamed",
+                allowed_origins="HTTPS://Shop.Example:443/\nhttps://shop.example\nHTTP://[::1]:8080",
+                is_active="",
+            ),
+        )
+        assert response.status_code == 302
+        assert response["Location"] == edit_url(widget)
+        widget.refresh_from_db()
+        assert widget.name == "Renamed"
+        assert widget.allowed_origins == ["https://shop.example", "http://[::1]:8080"]
+        assert widget.is_active is False
+        assert widget.public_key == key
+        assert flashes(response) == ["Saved Renamed."]
+
+    def test_it_clears_the_origins_and_the_team(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget(
+            allowed_origins=["https://shop.example"], team=Team.objects.create(name="T")
+        )
+        owner_client.post(edit_url(widget), widget_data(allowed_origins="\n \n", team=""))
+        widget.refresh_from_db()
+        assert widget.allowed_origins == [] and widget.team is None
+
+    def test_it_keeps_the_stored_widget_when_input_is_bad(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget(color="#dc2626")
+        response = owner_client.post(
+            edit_url(widget),
+            widget_data(name="Changed", color="red", allowed_origins="https://x.example/*"),
+        )
+        assert response.status_code == 200
+        assert set(response.context["form"].errors) == {"color", "allowed_origins"}
+        assert response.context["heading"] == "Edit Main site"
+        stored = ChatWidget.objects.get()
+        assert (stored.name, stored.color, stored.allowed_origins) == ("Main site", "#dc2626", [])
+
+    def test_it_answers_404_for_an_unknown_widget(self, owner_client: Client) -> None:
+        url = reverse("crm-chat-widget-edit", args=["00000000-0000-0000-0000-000000000000"])
+        assert owner_client.get(url).status_code == 404
+
+
+class WidgetToggleTests:
+    def test_it_deactivates_and_activates(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget()
+        url = reverse("crm-chat-widget-toggle", args=[widget.external_id])
+
+        response = owner_client.post(url, follow=True)
+        assert response.redirect_chain == [(INDEX, 302)]
+        assert ChatWidget.objects.get().is_active is False
+        assert b"Deactivated Main site." in response.content
+        assert b"Inactive" in response.content and b">Activate<" in response.content
+
+        response = owner_client.post(url, follow=True)
+        assert ChatWidget.objects.get().is_active is True
+        assert b"Activated Main site." in response.content
+        assert b"Deactivated Main site." not in response.content
+
+    def test_it_refuses_get(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget()
+        url = reverse("crm-chat-widget-toggle", args=[widget.external_id])
+        assert owner_client.get(url).status_code == 405
+        assert ChatWidget.objects.get().is_active is True
+
+
+class WidgetDeleteTests:
+    def test_it_asks_first(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget()
+        start_conversation(widget)
+        response = owner_client.get(reverse("crm-chat-widget-delete", args=[widget.external_id]))
+        assert response.status_code == 200
+        assert b"Delete Main site?" in response.content
+        assert b"Its visitors and 1 conversation are deleted too" in response.content
+        assert ChatWidget.objects.count() == 1
+
+    def test_it_deletes_the_widget_with_its_conversations(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget()
+        keep = make_widget("Other")
+        start_conversation(widget)
+        start_conversation(keep)
+        response = owner_client.post(reverse("crm-chat-widget-delete", args=[widget.external_id]))
+        assert response.status_code == 302 and response["Location"] == INDEX
+        assert list(ChatWidget.objects.all()) == [keep]
+        assert ChatConversation.objects.get().widget == keep
+        assert ChatVisitor.objects.filter(widget_id=widget.pk).count() == 0
+        assert flashes(response) == ["Deleted Main site."]
+
+
+class WidgetRegenerateKeyTests:
+    def test_it_asks_first_and_keeps_the_key(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget()
+        url = reverse("crm-chat-widget-regenerate", args=[widget.external_id])
+        response = owner_client.get(url)
+        assert response.status_code == 200
+        assert b"stops working" in response.content
+        assert ChatWidget.objects.get().public_key == widget.public_key
+
+    def test_it_issues_a_new_key_and_shows_it_in_the_snippet(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget()
+        old = widget.public_key
+        response = owner_client.post(
+            reverse("crm-chat-widget-regenerate", args=[widget.external_id]), follow=True
+        )
+        new = ChatWidget.objects.get().public_key
+        assert new != old and len(new) == 64
+        assert response.redirect_chain == [(edit_url(widget), 302)]
+        html = response.content.decode()
+        assert f"/p/chat/{new}.js" in html and old not in html
+        assert "Issued a new public key for Main site." in html
+
+
+class WidgetPermissionTests:
+    @pytest.fixture
+    def widget(self, make_widget: Callable[..., ChatWidget]) -> ChatWidget:
+        return make_widget()
+
+    @staticmethod
+    def urls(widget: ChatWidget) -> list[tuple[str, str]]:
+        uid = widget.external_id
+        return [
+            ("get", INDEX),
+            ("get", CREATE),
+            ("post", CREATE),
+            ("get", edit_url(widget)),
+            ("post", edit_url(widget)),
+            ("post", reverse("crm-chat-widget-toggle", args=[uid])),
+            ("get", reverse("crm-chat-widget-delete", args=[uid])),
+            ("post", reverse("crm-chat-widget-delete", args=[uid])),
+            ("get", reverse("crm-chat-widget-regenerate", args=[uid])),
+            ("post", reverse("crm-chat-widget-regenerate", args=[uid])),
+        ]
+
+    def assert_unchanged(self, widget: ChatWidget) -> None:
+        stored = ChatWidget.objects.get()
+        assert (stored.name, stored.is_active, stored.public_key) == (
+            widget.name,
+            widget.is_active,
+            widget.public_key,
+        )
+
+    def test_it_sends_anonymous_visitors_to_login(self, client: Client, widget: ChatWidget) -> None:
+        for method, url in self.urls(widget):
+            response = getattr(client, method)(url, widget_data() if method == "post" else None)
+            assert response.status_code == 302, url
+            assert response["Location"].startswith(f"{reverse('login')}?next="), url
+        self.assert_unchanged(widget)
+
+    def test_it_forbids_an_employee(self, employee_client: Client, widget: ChatWidget) -> None:
+        for method, url in self.urls(widget):
+            response = getattr(employee_client, method)(
+                url, widget_data() if method == "post" else None
+            )
+            assert response.status_code == 403, url
+        self.assert_unchanged(widget)
+
+    def test_it_hides_the_settings_link_from_an_employee(self, employee_client: Client) -> None:
+        assert INDEX.encode() not in employee_client.get(reverse("crm-settings")).content
+
+    @pytest.mark.parametrize("who", ["manager_client", "owner_client"])
+    def test_it_lets_managers_and_owners_in(
+        self, request: pytest.FixtureRequest, who: str, widget: ChatWidget
+    ) -> None:
+        client: Client = request.getfixturevalue(who)
+        for method, url in self.urls(widget):
+            if method == "get":
+                assert client.get(url).status_code == 200, url
+
+    def test_it_answers_404_when_the_chat_module_is_disabled(
+        self, owner_client: Client, widget: ChatWidget
+    ) -> None:
+        with override_settings(CRM_MODULES=[]):
+            for method, url in self.urls(widget):
+                response = getattr(owner_client, method)(
+                    url, widget_data() if method == "post" else None
+                )
+                assert response.status_code == 404, url
+            assert INDEX.encode() not in owner_client.get(reverse("crm-settings")).content
+        self.assert_unchanged(widget)
