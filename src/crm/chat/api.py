@@ -15,12 +15,14 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import APIKeyHeader
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
 
 from crm.chat import presence, ratelimit, selectors
 from crm.chat.events import MessagePayload
@@ -48,6 +50,15 @@ class NotFound(Exception):
 
 class In(Schema):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # PostgreSQL text columns can't hold NUL: refuse it as invalid input (422)
+        # before it reaches a write that would fail with a 500.
+        if isinstance(value, str) and "\x00" in value:
+            raise PydanticCustomError("nul", "Must not contain NUL characters.")
+        return value
 
 
 class PageIn(In):
@@ -231,8 +242,14 @@ def _invalid(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
 def _invalid_request(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
     fields: dict[str, list[str]] = {}
     for err in exc.errors:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in {"body", "payload", "query"})
-        fields.setdefault(loc or "request", []).append(str(err.get("msg", "invalid")))
+        # Drop only ninja's location prefix ("body", "payload" / "query" / "path"): a
+        # field that is itself called "body" (a message's text) must keep its name.
+        parts = [str(p) for p in err.get("loc", ())]
+        if parts[:2] == ["body", "payload"]:
+            parts = parts[2:]
+        elif parts[:1] in (["query"], ["path"], ["header"]):
+            parts = parts[1:]
+        fields.setdefault(".".join(parts) or "request", []).append(str(err.get("msg", "invalid")))
     return _json_error(422, "invalid_request", "The request is not valid.", fields)
 
 
@@ -286,11 +303,27 @@ def _record_page(
     """Record a host page, refusing pages of sites the widget doesn't allow."""
     ratelimit.check("page_view", ip=_ip(request), token_key=str(visitor.pk))
     widget: ChatWidget = request.chat_widget  # type: ignore[attr-defined]
-    parts = urlsplit(page.url.strip())
-    if widget.allowed_origins and not widget.origin_allowed(f"{parts.scheme}://{parts.netloc}"):
+    try:
+        parts = urlsplit(page.url.strip())
+    except ValueError:  # e.g. "https://[::1/": urlsplit raises instead of parsing
+        raise DjangoValidationError(
+            {"url": "Must be an http:// or https:// URL."}, code="invalid_url"
+        ) from None
+    referrer = page.referrer
+    try:
+        urlsplit(referrer.strip())
+    except ValueError:
+        referrer = ""  # as in the service: an odd referrer is dropped, not refused
+    # Only http(s) URLs have an origin to check; anything else (javascript:, data:) is
+    # left to the service, which refuses it as invalid input (422) rather than 403.
+    if (
+        widget.allowed_origins
+        and parts.scheme in {"http", "https"}
+        and not widget.origin_allowed(f"{parts.scheme}://{parts.netloc}")
+    ):
         raise NotAllowed("Page views can only be recorded for the widget's allowed websites.")
     return chat_service.record_page_view(
-        visitor=visitor, url=page.url, title=page.title, referrer=page.referrer
+        visitor=visitor, url=page.url, title=page.title, referrer=referrer
     )
 
 
@@ -327,14 +360,17 @@ def identify(request: HttpRequest, public_key: str, payload: IdentifyIn):  # typ
     if token is None:
         ratelimit.check("create_visitor", ip=ip)
     page = payload.page or PageIn()
-    visitor, new_token = chat_service.identify_visitor(
-        widget=widget,
-        token=token,
-        ip_address=ip,
-        user_agent=request.headers.get("User-Agent", ""),
-    )
-    if page.url:
-        _record_page(request, visitor, page)
+    # One transaction: a refused page (bad URL, other site, rate limit) must not leave
+    # behind a new visitor whose token the caller never received.
+    with transaction.atomic():
+        visitor, new_token = chat_service.identify_visitor(
+            widget=widget,
+            token=token,
+            ip_address=ip,
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        if page.url:
+            _record_page(request, visitor, page)
     conv = selectors.visitor_current_conversation(visitor=visitor)
     body = IdentifyOut(
         visitor_token=new_token,

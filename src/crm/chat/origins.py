@@ -77,18 +77,37 @@ class PublicChatMiddleware:
             return self.get_response(request)
         origin = request.headers.get("Origin")
         if not origin_allowed(request, widget, origin):
-            return error_response(
+            response: HttpResponse = error_response(
                 403, "origin_not_allowed", "This website is not allowed to use this chat widget."
             )
-        if request.method == "OPTIONS":
-            response: HttpResponse = HttpResponse(status=204)
         else:
-            response = self.get_response(request)
-        if origin and origin not in crm_origins(request):
-            response["Access-Control-Allow-Origin"] = origin
-            response["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
-            response["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-            response["Access-Control-Max-Age"] = "600"
+            if request.method == "OPTIONS":
+                response = HttpResponse(status=204)
+            else:
+                response = _json_errors_only(self.get_response(request))
+            if origin and origin not in crm_origins(request):
+                response["Access-Control-Allow-Origin"] = origin
+                response["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+                response["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+                response["Access-Control-Max-Age"] = "600"
+                # Retry-After is not CORS-safelisted: without this a cross-origin
+                # caller can't read how long a 429 asks it to wait.
+                response["Access-Control-Expose-Headers"] = "Retry-After"
+        # The answer depends on Origin even when it is a refusal, so caches must key on it.
         response["Vary"] = "Origin"
         response["Cache-Control"] = "no-store"
         return response
+
+
+def _json_errors_only(response: HttpResponse) -> HttpResponse:
+    """Django's HTML 404 (unknown API path) and ninja's plain 405 become the JSON shape."""
+    if response.status_code not in {404, 405} or response.get("Content-Type", "").startswith(
+        "application/json"
+    ):
+        return response
+    if response.status_code == 404:
+        return error_response(404, "not_found", "There is no such chat API endpoint.")
+    refused = error_response(405, "method_not_allowed", "This method is not allowed here.")
+    if "Allow" in response:
+        refused["Allow"] = response["Allow"]
+    return refused

@@ -17,6 +17,7 @@ import rjsmin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.templatetags.static import static
+from django.utils.http import parse_etags
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_safe
 
@@ -45,6 +46,16 @@ def loader_script(widget: ChatWidget) -> str:
     return _loader_template().replace("__CONFIG__", json.dumps(config, separators=(",", ":")))
 
 
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """Weak comparison over the header's list (RFC 9110 §13.1.2).
+
+    Proxies that compress responses (nginx ``gzip on``) turn our strong ETag into
+    ``W/"…"``; an exact string match would then never answer 304.
+    """
+    tags = parse_etags(if_none_match)
+    return "*" in tags or any(tag.removeprefix("W/") == etag for tag in tags)
+
+
 @require_safe
 def loader(request: HttpRequest, public_key: str) -> HttpResponse:
     """``/p/chat/<key>.js``: the launcher + iframe injector for the host page.
@@ -63,7 +74,7 @@ def loader(request: HttpRequest, public_key: str) -> HttpResponse:
         return response
     body = loader_script(widget)
     etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
-    if request.headers.get("If-None-Match") == etag:
+    if _etag_matches(request.headers.get("If-None-Match", ""), etag):
         response = HttpResponse(status=304)
     else:
         response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
