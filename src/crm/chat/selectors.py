@@ -70,6 +70,16 @@ def visitor_messages_read_up_to(*, conversation: ChatConversation) -> int:
     )
 
 
+def agent_messages_read_up_to(*, conversation: ChatConversation) -> int:
+    """Highest seq of agent messages the visitor has read (the inbox's "Read")."""
+    return (
+        ChatMessage.objects.filter(
+            conversation=conversation, sender_type="user", read_at__isnull=False
+        ).aggregate(m=Max("seq"))["m"]
+        or 0
+    )
+
+
 def unread_for_visitor(*, conversation: ChatConversation) -> int:
     return ChatMessage.objects.filter(
         conversation=conversation, sender_type="user", read_at__isnull=True
@@ -164,6 +174,12 @@ def unread_total(*, agent: Agent) -> int:
     ).count()
 
 
+def latest_activity(*, agent: Agent) -> str:
+    """A marker that changes whenever any visible conversation changes (list polling)."""
+    row = visible_conversations(agent=agent).aggregate(m=Max("updated_at"), n=Count("id"))
+    return f"{row['m'].isoformat() if row['m'] else ''}/{row['n']}"
+
+
 def conversation_get(*, agent: Agent, external_id: UUID) -> ChatConversation | None:
     return (
         visible_conversations(agent=agent)
@@ -202,6 +218,8 @@ def visitor_other_conversations(
 
 
 def widget_list() -> QuerySet[ChatWidget]:
-    return ChatWidget.objects.select_related("team").annotate(
-        conversation_count=Count("conversations")
+    return (
+        ChatWidget.objects.select_related("team")
+        .annotate(conversation_count=Count("conversations"))
+        .order_by("name", "id")
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, path, re_path
 
 from crm.chat.api import api
-from crm.chat.views import public, widgets
+from crm.chat.views import inbox, public, widgets
 
 KEY = r"(?P<public_key>[A-Za-z0-9_-]{1,128})"
 
@@ -35,5 +35,21 @@ urlpatterns: list[URLPattern | URLResolver] = [
         "crm/chat-widgets/<uuid:external_id>/regenerate-key/",
         widgets.widget_regenerate,
         name="crm-chat-widget-regenerate",
+    ),
+    # The inbox
+    path("crm/chat/", inbox.inbox, name="crm-chat-index"),
+    path("crm/chat/unread/", inbox.unread, name="crm-chat-unread"),
+    path("crm/chat/<uuid:external_id>/", inbox.conversation, name="crm-chat-show"),
+    path(
+        "crm/chat/<uuid:external_id>/messages/",
+        inbox.messages_since,
+        name="crm-chat-messages",
+    ),
+    path("crm/chat/<uuid:external_id>/send/", inbox.send_message, name="crm-chat-send"),
+    path("crm/chat/<uuid:external_id>/read/", inbox.mark_read, name="crm-chat-read"),
+    path(
+        "crm/chat/<uuid:external_id>/<slug:name>/",
+        inbox.action,
+        name="crm-chat-action",
     ),
 ]
