@@ -34,3 +34,6 @@ format:
 
 clean:
 	rm -rf $(VENV) var build dist src/*.egg-info
+
+screenshots: install-test
+	$(BIN)/python scripts/screenshots.py

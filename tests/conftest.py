@@ -114,9 +114,16 @@ class ThreadedServer:
         made by a view or consumer of the server.
         """
         from asgiref.sync import sync_to_async
+        from django.db import connection
+
+        def run():  # type: ignore[no-untyped-def]
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                connection.close()  # give a pooled connection back, as a request would
 
         future = asyncio.run_coroutine_threadsafe(
-            sync_to_async(fn, thread_sensitive=False)(*args, **kwargs), self.server.loop
+            sync_to_async(run, thread_sensitive=False)(), self.server.loop
         )
         return future.result(timeout=30)
 

@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Worker processes; more than one needs REDIS_URL (shared channel layer).",
     )
     run.add_argument(
+        "--demo-site",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="Also serve the demo host website (the widget embedded) on this port.",
+    )
+    run.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     run.set_defaults(func=cmd_run)

@@ -173,6 +173,7 @@ class VisitorConsumer(_ChatSocket):
             await self.channel_layer.group_discard(
                 events.conversation_group(self.conversation.external_id), self.channel_name
             )
+            await self.channel_layer.group_discard(events.PRESENCE_GROUP, self.channel_name)
 
     async def on_auth(self, content: dict) -> None:
         if self.conversation is not None:
@@ -192,6 +193,7 @@ class VisitorConsumer(_ChatSocket):
         await self.channel_layer.group_add(
             events.conversation_group(self.conversation.external_id), self.channel_name
         )
+        await self.channel_layer.group_add(events.PRESENCE_GROUP, self.channel_name)
         await self.replay(self.conversation, since, internal=False)
         await self.send_json({"type": "ready", **await database_sync_to_async(self._state)()})
 
@@ -287,9 +289,19 @@ class VisitorConsumer(_ChatSocket):
         )
 
     async def on_ping(self, content: dict) -> None:
-        if self.visitor is not None:
-            await database_sync_to_async(chat_service.touch_visitor)(visitor=self.visitor)
-        await self.send_json({"type": "pong"})
+        """Heartbeat: keeps the visitor "online" and refreshes agents' presence."""
+        if self.visitor is None:
+            await self.send_json({"type": "pong"})
+            return
+        await database_sync_to_async(chat_service.touch_visitor)(visitor=self.visitor)
+        await self.send_json({"type": "pong", "agents_online": await self._agents_online()})
+
+    async def _agents_online(self) -> int:
+        assert self.widget is not None
+        return await database_sync_to_async(presence.agents_online)(self.widget)
+
+    async def chat_presence(self, message: dict) -> None:
+        await self.send_json({"type": "presence", "agents_online": await self._agents_online()})
 
     async def chat_event(self, message: dict) -> None:
         event = message["event"]
@@ -330,6 +342,7 @@ class AgentConsumer(_ChatSocket):
         self.can_reply = await database_sync_to_async(self.user.has_perm)("crm_chat.reply_chat")
         await self.channel_layer.group_add(events.INBOX_GROUP, self.channel_name)
         await database_sync_to_async(presence.mark_agent_online)(self.user.pk)
+        await self.channel_layer.group_send(events.PRESENCE_GROUP, {"type": "chat.presence"})
         await self.send_json({"type": "ready", "agent_id": self.user.pk})
 
     async def disconnect(self, code: int) -> None:

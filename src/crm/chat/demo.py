@@ -44,7 +44,7 @@ def load_chat_demo() -> list[str]:
     if widget is None:
         widget = chat_service.create_widget(
             name=DEMO_WIDGET_NAME,
-            welcome_message="Hi there 👋 Ask us anything — we usually reply in a few minutes.",
+            welcome_message="Hi there! Ask us anything: we usually reply in a few minutes.",
             allowed_origins=demo_site_origins(),
             team=Team.objects.filter(name="Support").first(),
         )

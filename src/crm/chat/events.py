@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict
 logger = logging.getLogger(__name__)
 
 INBOX_GROUP = "crm-chat-inbox"
+# Visitor sockets listen here for "an agent came online" and re-check their widget.
+PRESENCE_GROUP = "crm-chat-presence"
 # Message type consumers handle: Channels maps "chat.event" to ``chat_event``.
 LAYER_MESSAGE_TYPE = "chat.event"
 

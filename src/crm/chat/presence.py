@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db.models import Q
 from django.utils import timezone
 
 from crm.chat.models import ChatWidget
@@ -36,13 +37,24 @@ def online_agent_ids(agent_ids: list[int]) -> set[int]:
 
 
 def widget_agent_ids(widget: ChatWidget) -> list[int]:
-    """Agents who answer this widget: its team's members, or every chat agent."""
+    """Agents who answer this widget: its team's members, or every chat agent.
+
+    Cached briefly: every widget poll and visitor heartbeat asks, membership rarely
+    changes.
+    """
+    key = f"crm-presence:widget-agents:{widget.pk}:{widget.team_id}"
+    ids = cache.get(key)
+    if ids is None:
+        ids = _widget_agent_ids(widget)
+        cache.set(key, ids, timeout=30)
+    return ids
+
+
+def _widget_agent_ids(widget: ChatWidget) -> list[int]:
     User = get_user_model()
     users = User.objects.filter(is_active=True)
     if widget.team_id:
         users = users.filter(crm_teams=widget.team_id)
-    from django.db.models import Q
-
     chat_perm = Q(groups__permissions__codename="view_chat") | Q(
         user_permissions__codename="view_chat"
     )

@@ -168,6 +168,24 @@ class VisitorSocketTests:
         await agent.disconnect()
 
 
+class PresenceTests:
+    async def test_visitors_hear_when_an_agent_comes_online(self, tworld: ChatWorld) -> None:
+        from django.core.cache import cache
+
+        await sync_to_async(cache.clear)()
+        conv = await sync_to_async(tworld.conversation)()
+        comm = await authed_visitor(tworld, conv)
+        ready = await until(comm, "ready")
+        assert ready["agents_online"] == 0
+        agent = await agent_socket(tworld.employee)
+        await until(agent, "ready")
+        assert (await until(comm, "presence"))["agents_online"] == 1
+        await comm.send_json_to({"type": "ping"})
+        assert (await until(comm, "pong"))["agents_online"] == 1
+        await comm.disconnect()
+        await agent.disconnect()
+
+
 class AgentSocketTests:
     async def test_it_streams_inbox_events_and_sends_replies(self, tworld: ChatWorld) -> None:
         conv = await sync_to_async(tworld.conversation)()

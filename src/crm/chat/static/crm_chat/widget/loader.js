@@ -10,17 +10,20 @@
   // Once per page, and only on sites the widget allows (the iframe's CSP refuses others).
   if (w.__crmChat || (c.a.length && c.a.indexOf(location.origin) < 0)) return;
   w.__crmChat = 1;
-  var f = d.createElement("iframe"), o = 0, K = "crmchat:" + c.k, v;
-  function P(m) { f.contentWindow.postMessage(m, c.o); }
+  var f = d.createElement("iframe"), o = 0, K = "crmchat:" + c.k, v, ph;
+  function P(m) { f.contentWindow && f.contentWindow.postMessage(m, c.o); }
   function G() {
     try { v = localStorage[K]; } catch (e) {}
-    P({ t: "page", url: location.href, title: d.title, ref: d.referrer, tok: v });
+    P({ t: "page", url: location.href, title: d.title, ref: d.referrer, tok: v, ph: ph });
   }
   function F() {
-    // Closed: just the launcher's corner. Open: a panel, or the whole screen on phones.
+    // Closed: just the launcher's corner. Open: a panel, or the whole screen on phones
+    // (the iframe is told which, since its own width can't tell a phone from a panel).
+    ph = w.innerWidth < 480;
     f.style.cssText = "position:fixed;border:0;z-index:2147483647;background:none;color-scheme:normal;bottom:0;" +
       (c.p == "bottom-left" ? "left:0;" : "right:0;") +
-      (!o ? "width:96px;height:96px" : w.innerWidth < 480 ? "width:100%;height:100%" : "width:420px;height:min(680px,100%)");
+      (!o ? "width:96px;height:96px" : ph ? "width:100%;height:100%" : "width:420px;height:min(680px,100%)");
+    P({ t: "mode", ph: ph });
   }
   f.src = c.o + "/p/chat/" + c.k;
   f.title = "Chat";

@@ -39,7 +39,9 @@
       if (S.open) toParent({ t: "size", open: 1 });
       helloed();
     }
-    if (e.origin === S.parent && e.data.t === "page") trackPage(e.data);
+    if (e.origin !== S.parent) return;
+    if ("ph" in e.data) root.classList.toggle("phone", !!e.data.ph);
+    if (e.data.t === "page") trackPage(e.data);
   });
   var panel = $("chat"), launcher = $("launcher"), badgeEl = $("badge");
   root.classList.add(cfg.position);
@@ -216,7 +218,14 @@
     ws.onopen = function () { ws.send(JSON.stringify({ type: "auth", token: S.token, conversation: S.conv.id, since: S.lastSeq })); };
     ws.onmessage = function (e) {
       var ev; try { ev = JSON.parse(e.data); } catch (x) { return; }
-      if (ev.type === "ready") { S.wsReady = true; S.wsFails = 0; root.dataset.transport = "ws"; stopPoll(); setAgents(ev.agents_online); if (ev.conversation) setConversation(ev.conversation); flushPending(); markRead(); }
+      if (ev.type === "ready") {
+        S.wsReady = true; S.wsFails = 0; root.dataset.transport = "ws"; stopPoll();
+        setAgents(ev.agents_online); if (ev.conversation) setConversation(ev.conversation);
+        flushPending(); markRead();
+        // Heartbeat: keeps us "online" for agents and refreshes their presence for us.
+        clearInterval(S.ping); S.ping = setInterval(function () { wsSend({ type: "ping" }); }, 25000);
+      }
+      else if (ev.type === "pong" && "agents_online" in ev) setAgents(ev.agents_online);
       else if (ev.type === "message") receive(ev.message);
       else if (ev.type === "ack") ack(ev);
       else if (ev.type === "status") setConversation(Object.assign({}, S.conv, { status: ev.status }));
@@ -225,7 +234,7 @@
       else if (ev.type === "presence") setAgents(ev.agents_online);
       else if (ev.type === "error") { if (ev.code === "rate_limited") showBanner(ev.message); else failSend(ev); }
     };
-    ws.onclose = function () { var was = S.wsReady; S.ws = null; S.wsReady = false; if (!was) S.wsFails++; wsFailed(); };
+    ws.onclose = function () { clearInterval(S.ping); var was = S.wsReady; S.ws = null; S.wsReady = false; if (!was) S.wsFails++; wsFailed(); };
   }
   function wsFailed() {
     root.dataset.transport = "poll";
@@ -324,6 +333,6 @@
   // for the host page's first message, which carries its copy of the token.
   var helloed;
   var hello = new Promise(function (r) { helloed = r; });
-  if (!framed) { setOpen(true); helloed(); }
+  if (!framed) { root.classList.add("phone"); setOpen(true); helloed(); }
   Promise.race([hello, new Promise(function (r) { setTimeout(r, 3000); })]).then(identify);
 })();
