@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
 
 from crm.chat.models import (
@@ -214,6 +215,20 @@ def visitor_other_conversations(
         .filter(visitor_id=conversation.visitor_id)
         .exclude(pk=conversation.pk)
         .order_by("-created_at")
+    )
+
+
+def chat_agents() -> QuerySet[AbstractBaseUser]:
+    """Active users who can open chats: the people a chat may be assigned to."""
+    User = get_user_model()
+    view_chat = {"codename": "view_chat", "content_type__app_label": "crm_chat"}
+    with_access = User.objects.filter(
+        Q(is_superuser=True)
+        | Q(groups__permissions__in=Permission.objects.filter(**view_chat))
+        | Q(user_permissions__in=Permission.objects.filter(**view_chat))
+    ).values("pk")
+    return User.objects.filter(is_active=True, pk__in=with_access).order_by(
+        "first_name", "username"
     )
 
 

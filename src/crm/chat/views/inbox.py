@@ -12,12 +12,12 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 from ua_parser import parse as parse_user_agent
 
@@ -87,9 +87,7 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
         ],
         "filters": f,
         "counts": selectors.status_counts(agent=request.user),
-        "agents": get_user_model()
-        .objects.filter(is_active=True)
-        .order_by("first_name", "username"),
+        "agents": selectors.chat_agents(),
         "widgets": selectors.widget_list(),
         "query": query.urlencode(),
     }
@@ -102,8 +100,14 @@ def inbox(request: HttpRequest) -> HttpResponse:
     """``crm-chat-index``: conversations by status tab, filtered and searchable, live."""
     presence.mark_agent_online(request.user.pk)
     context = _list_context(request)
-    template = "crm_chat/inbox_list.html" if request.htmx else "crm_chat/inbox.html"
-    return render(request, template, context)
+    # htmx re-fetches a page missing from its history cache with HX-Request set too;
+    # that must get the whole page, or the back button shows a bare list.
+    partial = request.htmx and not request.htmx.history_restore_request
+    template = "crm_chat/inbox_list.html" if partial else "crm_chat/inbox.html"
+    response = render(request, template, context)
+    # The same URL answers a page or a partial: caches must keep them apart.
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @login_required
@@ -126,9 +130,7 @@ def conversation(request: HttpRequest, external_id: UUID) -> HttpResponse:
         "os": ua.os.family if ua.os else "",
         "page_views": selectors.visitor_page_views(visitor=visitor, limit=50),
         "others": selectors.visitor_other_conversations(agent=request.user, conversation=conv)[:10],
-        "agents": get_user_model()
-        .objects.filter(is_active=True)
-        .order_by("first_name", "username"),
+        "agents": selectors.chat_agents(),
         "client_config": json.dumps(
             {
                 "conversation": str(conv.external_id),
@@ -218,12 +220,21 @@ def send_message(request: HttpRequest, external_id: UUID) -> JsonResponse:
 @view_chat
 @require_POST
 def mark_read(request: HttpRequest, external_id: UUID) -> JsonResponse:
+    """Mark the visitor's messages read up to ``up_to_seq`` (default: all)."""
     conv = _get_conversation_for_agent(request, external_id)
     try:
-        up_to = int(json.loads(request.body or b"{}").get("up_to_seq", conv.last_seq))
-    except (ValueError, TypeError, AttributeError):
+        data = json.loads(request.body or b"{}")
+        if not isinstance(data, dict):
+            raise ValueError
+    except ValueError:
+        return _error(400, "bad_request", "Send a JSON object.")
+    try:
+        up_to = int(data.get("up_to_seq", conv.last_seq))
+        updated = chat_service.mark_read(conversation=conv, reader="user", up_to_seq=up_to)
+    except (ValueError, TypeError, OverflowError):
         return _error(422, "invalid", "up_to_seq must be an integer.")
-    updated = chat_service.mark_read(conversation=conv, reader="user", up_to_seq=up_to)
+    except ValidationError as exc:
+        return _error(422, "invalid", " ".join(exc.messages))
     return JsonResponse({"updated": updated})
 
 
@@ -245,7 +256,9 @@ def _act(request: HttpRequest, external_id: UUID, action: str) -> HttpResponse:
             if target == "me":
                 agent = user
             elif target:
-                agent = get_user_model().objects.filter(pk=int(target), is_active=True).first()
+                # Only someone who can open chats may own one: a chat assigned to a
+                # user without chat access would vanish for everyone but managers.
+                agent = selectors.chat_agents().filter(pk=int(target)).first()
                 if agent is None:
                     raise ChatError("Choose an active agent.")
             chat_service.assign_conversation(conversation=conv, agent=agent, by=user)
@@ -282,6 +295,9 @@ def _act(request: HttpRequest, external_id: UUID, action: str) -> HttpResponse:
         messages.error(request, " ".join(exc.messages))
     else:
         messages.success(request, done)
+    if selectors.conversation_get(agent=user, external_id=conv.external_id) is None:
+        # Handing the chat to a colleague can take it out of this agent's sight.
+        return redirect("crm-chat-index")
     return redirect(conv.get_absolute_url())
 
 
