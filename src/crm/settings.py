@@ -46,6 +46,34 @@ CRM_PUBLIC_URL = env_str("CRM_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 CRM_TABLE_PREFIX = env_str("CRM_TABLE_PREFIX", "crm_")
 CRM_MODULES = env_list("CRM_MODULES", ["chat"])
 
+
+def _rate_limits() -> dict[str, tuple[int, int]]:
+    """Defaults from crm.conf, overridden by CRM_CHAT_RATE_LIMITS, e.g.
+    ``{"send_message": [60, 60]}`` (requests, window seconds) as JSON."""
+    import json
+
+    from crm.conf import DEFAULTS
+
+    limits = dict(DEFAULTS["CRM_CHAT_RATE_LIMITS"])
+    raw = env_str("CRM_CHAT_RATE_LIMITS")
+    if not raw:
+        return limits
+    try:
+        given = json.loads(raw)
+        for action, (count, window) in given.items():
+            if action not in limits or int(count) < 1 or int(window) < 1:
+                raise ValueError(action)
+            limits[action] = (int(count), int(window))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ImproperlyConfigured(
+            "CRM_CHAT_RATE_LIMITS must be JSON like "
+            f'{{"send_message": [30, 60]}} with actions {", ".join(limits)}; problem: {exc}'
+        ) from exc
+    return limits
+
+
+CRM_CHAT_RATE_LIMITS = _rate_limits()
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -75,6 +75,12 @@ class _ChatSocket(AsyncJsonWebsocketConsumer):
     """Shared plumbing: error frames, event forwarding, replay."""
 
     groups: list[str] = []
+    sees_internal = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Highest message seq this socket has delivered, per conversation it follows.
+        self.delivered: dict[str, int] = {}
 
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": code, "message": message, **extra})
@@ -90,12 +96,49 @@ class _ChatSocket(AsyncJsonWebsocketConsumer):
         Called after joining the live group, so together with the live stream the
         client gets every message at least once, and drops repeats by seq.
         """
-        payloads = await database_sync_to_async(_replay_payloads)(conversation, since, internal)
+        payloads, last_seq = await database_sync_to_async(_replay_payloads)(
+            conversation, since, internal
+        )
+        conv_id = str(conversation.external_id)
         for payload in payloads:
             await self.send_json(
-                {"type": "message", "conversation": str(conversation.external_id),
-                 "seq": payload["seq"], "message": payload}
-            )  # fmt: skip
+                {
+                    "type": "message",
+                    "conversation": conv_id,
+                    "seq": payload["seq"],
+                    "message": payload,
+                }
+            )
+        # Everything up to here is now known to the client, including seqs it can't see
+        # (internal notes), so it won't ask again for them.
+        up_to = payloads[-1]["seq"] if len(payloads) == REPLAY_LIMIT else last_seq
+        self.delivered[conv_id] = max(self.delivered.get(conv_id, 0), up_to)
+        await self.send_json({"type": "synced", "conversation": conv_id, "up_to": up_to})
+
+    async def forward_message(self, event: dict, conversation: ChatConversation | None) -> None:
+        """Forward a live message event so the socket sees every seq once, in order.
+
+        The message frames of a socket are therefore contiguous: a client can resume
+        from the last one it got (acks are extra, and don't move that point).
+
+        Events of one conversation can arrive out of order (two workers committing
+        seqs 7 and 8 at the same moment) or not at all (a broker restart). Events at
+        or below what this socket already has are dropped; one that skips ahead
+        triggers a replay from the database, which fills the hole in order.
+        """
+        conv_id, seq = event["conversation"], event["seq"]
+        have = self.delivered.get(conv_id)
+        if have is None or conversation is None:
+            await self.send_json(event)  # not a conversation this socket tracks by seq
+            return
+        if seq <= have:
+            return
+        if seq > have + 1:
+            await self.replay(conversation, have, internal=self.sees_internal)
+            return
+        self.delivered[conv_id] = seq
+        if self.sees_internal or not event["message"].get("internal"):
+            await self.send_json(event)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
@@ -117,7 +160,10 @@ class _ChatSocket(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "pong"})
 
 
-def _replay_payloads(conversation: ChatConversation, since: int, internal: bool) -> list[dict]:
+def _replay_payloads(
+    conversation: ChatConversation, since: int, internal: bool
+) -> tuple[list[dict], int]:
+    last_seq = ChatConversation.objects.values_list("last_seq", flat=True).get(pk=conversation.pk)
     rows = selectors.messages_since(
         conversation=conversation,
         since=max(0, since),
@@ -125,7 +171,7 @@ def _replay_payloads(conversation: ChatConversation, since: int, internal: bool)
         limit=REPLAY_LIMIT,
     )
     visitor = ChatVisitor.objects.get(pk=conversation.visitor_id)
-    return [p.model_dump(mode="json") for p in message_payloads(rows, visitor=visitor)]
+    return [p.model_dump(mode="json") for p in message_payloads(rows, visitor=visitor)], last_seq
 
 
 # ------------------------------------------------------------------------ visitor
@@ -293,8 +339,31 @@ class VisitorConsumer(_ChatSocket):
         if self.visitor is None:
             await self.send_json({"type": "pong"})
             return
-        await database_sync_to_async(chat_service.touch_visitor)(visitor=self.visitor)
-        await self.send_json({"type": "pong", "agents_online": await self._agents_online()})
+        assert self.conversation is not None
+        last_seq = await database_sync_to_async(self._touch)()
+        await self.send_json(
+            {"type": "pong", "agents_online": await self._agents_online(), "last_seq": last_seq}
+        )
+
+    def _touch(self) -> int:
+        """Refresh last-seen; return the conversation's last seq so the client can
+        notice a live event it missed (e.g. while Redis restarted) and ask to sync."""
+        assert self.visitor is not None and self.conversation is not None
+        chat_service.touch_visitor(visitor=self.visitor)
+        return ChatConversation.objects.values_list("last_seq", flat=True).get(
+            pk=self.conversation.pk
+        )
+
+    async def on_sync(self, content: dict) -> None:
+        """Replay after ``since`` again: the client saw a gap in the live stream."""
+        if not await self._require_auth():
+            return
+        since = content.get("since")
+        if not isinstance(since, int):
+            await self.send_error("bad_frame", "since must be an integer.")
+            return
+        assert self.conversation is not None
+        await self.replay(self.conversation, since, internal=False)
 
     async def _agents_online(self) -> int:
         assert self.widget is not None
@@ -305,8 +374,10 @@ class VisitorConsumer(_ChatSocket):
 
     async def chat_event(self, message: dict) -> None:
         event = message["event"]
-        if event["type"] == "message" and event["message"].get("internal"):
-            return  # agent-only notes never reach visitors
+        if event["type"] == "message":
+            # Internal notes are never sent to visitors (forward_message skips them).
+            await self.forward_message(event, self.conversation)
+            return
         if event["type"] == "typing" and event["sender_type"] == "visitor":
             return
         if event["type"] in {"assigned", "opened"}:
@@ -319,6 +390,8 @@ class VisitorConsumer(_ChatSocket):
 
 class AgentConsumer(_ChatSocket):
     """``/crm/chat/ws``: a logged-in agent's live inbox and open conversations."""
+
+    sees_internal = True
 
     async def connect(self) -> None:
         self.user = self.scope.get("user")
@@ -380,6 +453,7 @@ class AgentConsumer(_ChatSocket):
         conv_id = _uuid(content.get("conversation"))
         if conv_id is not None:
             self.focused.pop(conv_id, None)
+            self.delivered.pop(str(conv_id), None)
 
     async def on_send(self, content: dict) -> None:
         client_id = content.get("client_id")
@@ -432,8 +506,14 @@ class AgentConsumer(_ChatSocket):
         )
 
     async def on_ping(self, content: dict) -> None:
-        await database_sync_to_async(presence.mark_agent_online)(self.user.pk)
-        await self.send_json({"type": "pong"})
+        """Heartbeat: keeps the agent online; reports the last seq of open conversations."""
+        last_seqs = await database_sync_to_async(self._heartbeat)()
+        await self.send_json({"type": "pong", "last_seqs": last_seqs})
+
+    def _heartbeat(self) -> dict[str, int]:
+        presence.mark_agent_online(self.user.pk)
+        rows = ChatConversation.objects.filter(pk__in=[c.pk for c in self.focused.values()])
+        return {str(ext): seq for ext, seq in rows.values_list("external_id", "last_seq")}
 
     async def chat_event(self, message: dict) -> None:
         event = message["event"]
@@ -444,6 +524,9 @@ class AgentConsumer(_ChatSocket):
             return  # our own typing, echoed by the group
         conv_id = _uuid(event.get("conversation"))
         if conv_id is None or not await self._may_see(conv_id, event):
+            return
+        if event["type"] == "message":
+            await self.forward_message(event, self.focused.get(conv_id))
             return
         await self.send_json(event)
 

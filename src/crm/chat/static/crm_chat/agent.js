@@ -56,7 +56,8 @@
         refreshUnread();
         return;
       }
-      if (ev.type === "message" || ev.type === "read" || ev.type === "status") refreshUnread();
+      // Pongs double as a freshness check: a missed event still shows up in the badge/list.
+      if (ev.type === "message" || ev.type === "read" || ev.type === "status" || ev.type === "pong") refreshUnread();
       emit("crm-chat:event", ev);
     };
     ws.onclose = function () {

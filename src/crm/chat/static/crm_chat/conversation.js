@@ -14,7 +14,9 @@
   var transportEl = document.getElementById("transport");
   var statusEl = document.getElementById("conv-status");
   var agent = window.crmAgent || { ready: false, send: function () { return false; } };
-  var lastSeq = cfg.lastSeq, seen = {}, pending = {}, visitorRead = 0, lastRead = 0;
+  // cursor: the seq up to which we hold every message (in-order socket frames, polls,
+  // "synced" marks); resuming from it can't skip one. Acks don't move it.
+  var lastSeq = cfg.lastSeq, cursor = cfg.lastSeq, seen = {}, pending = {}, visitorRead = 0, lastRead = 0;
   var draftKey = "crm-draft:" + cfg.conversation;
   log.querySelectorAll("[data-seq]").forEach(function (n) { seen[n.dataset.seq] = n; });
   log.scrollTop = log.scrollHeight;
@@ -94,13 +96,20 @@
   function setTransport(t) { document.documentElement.dataset.transport = t; if (transportEl) transportEl.textContent = t === "ws" ? "Live" : "Live (polling)"; }
 
   // ---- live updates
-  function subscribe() { if (agent.send({ type: "subscribe", conversation: cfg.conversation, since: lastSeq })) setTransport("ws"); }
+  function subscribe() { if (agent.send({ type: "subscribe", conversation: cfg.conversation, since: cursor })) setTransport("ws"); }
+  function advance(seq) { if (seq > cursor) cursor = seq; }
   document.addEventListener("crm-chat:ready", subscribe);
   if (agent.ready) subscribe();
   document.addEventListener("crm-chat:event", function (e) {
     var ev = e.detail;
+    if (ev.type === "pong") {
+      // A live event was lost (e.g. the broker restarted): replay what we missed.
+      if ((ev.last_seqs || {})[cfg.conversation] > cursor) subscribe();
+      return;
+    }
     if (ev.conversation !== cfg.conversation) return;
-    if (ev.type === "message") add(ev.message);
+    if (ev.type === "message") { add(ev.message); advance(ev.seq); }
+    else if (ev.type === "synced") advance(ev.up_to);
     else if (ev.type === "ack") { add(ev.message); }
     else if (ev.type === "status") setStatus(ev.status);
     else if (ev.type === "read" && ev.reader === "visitor") setVisitorRead(ev.up_to_seq);
@@ -112,9 +121,14 @@
   function poll() {
     if (polling || agent.ready) return;
     polling = true; setTransport("poll");
-    fetch(holder.dataset.messagesUrl + "?since=" + lastSeq, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    fetch(holder.dataset.messagesUrl + "?since=" + cursor, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (j) { polling = false; if (!j) return; j.messages.forEach(add); setStatus(j.status); setVisitorRead(j.visitor_read_up_to); resend(); })
+      .then(function (j) {
+        polling = false; if (!j) return;
+        j.messages.forEach(function (m) { add(m); advance(m.seq); });
+        if (j.messages.length < 500) advance(j.last_seq);
+        setStatus(j.status); setVisitorRead(j.visitor_read_up_to); resend();
+      })
       .catch(function () { polling = false; });
   }
   document.addEventListener("crm-chat:poll", poll);

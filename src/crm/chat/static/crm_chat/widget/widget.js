@@ -1,6 +1,9 @@
 // crm-chat visitor UI, running inside the CRM-served iframe. No build step, no globals.
 // Messages are deduplicated by seq and by client_id, so a reply that arrives over both
-// the WebSocket and a poll, or a retried send, is shown exactly once.
+// the WebSocket and a poll, or a retried send, is shown exactly once. S.cursor is the
+// seq up to which we hold everything (in-order socket frames, complete poll results,
+// "synced" marks); resuming from it after any break can't skip a message. Acks of our
+// own sends don't move it, since they can run ahead of messages still on their way.
 (function () {
   "use strict";
   var cfgEl = document.getElementById("crm-chat-config");
@@ -15,7 +18,7 @@
   var S = {
     token: null, visitor: null, conv: null, lastSeq: 0, readUpTo: 0, agents: 0,
     seen: {}, pending: {}, open: false, parent: null, pages: [], maxBody: 5000,
-    ws: null, wsReady: false, wsFails: 0, pollTimer: null, unread: 0, lastRead: 0,
+    cursor: 0, ws: null, wsReady: false, wsFails: 0, pollTimer: null, unread: 0, lastRead: 0,
   };
 
   // ---- storage: localStorage may be blocked (privacy modes); fall back to memory.
@@ -131,6 +134,7 @@
     if (m.sender_type === "user" && !initial) { typing(null); if (m.seq > S.lastRead) { S.unread++; notifyUnread(); } }
     scrollDown();
   }
+  function advance(seq) { if (seq > S.cursor) S.cursor = seq; }
   function setConversation(c) {
     if (!c) return;
     var wasClosed = S.conv && S.conv.status === "closed";
@@ -193,7 +197,7 @@
       who.hidden = !!(j.visitor.name || j.visitor.email || j.conversation);
       if (j.conversation) {
         setConversation(j.conversation);
-        j.messages.forEach(function (m) { receive(m, true); });
+        j.messages.forEach(function (m) { receive(m, true); advance(m.seq); });
         S.unread = j.conversation.unread; notifyUnread(); connect();
       }
       S.pages.splice(0).forEach(trackPage);
@@ -215,7 +219,7 @@
     var ws;
     try { ws = new WebSocket(url); } catch (e) { return wsFailed(); }
     S.ws = ws;
-    ws.onopen = function () { ws.send(JSON.stringify({ type: "auth", token: S.token, conversation: S.conv.id, since: S.lastSeq })); };
+    ws.onopen = function () { ws.send(JSON.stringify({ type: "auth", token: S.token, conversation: S.conv.id, since: S.cursor })); };
     ws.onmessage = function (e) {
       var ev; try { ev = JSON.parse(e.data); } catch (x) { return; }
       if (ev.type === "ready") {
@@ -225,8 +229,13 @@
         // Heartbeat: keeps us "online" for agents and refreshes their presence for us.
         clearInterval(S.ping); S.ping = setInterval(function () { wsSend({ type: "ping" }); }, 25000);
       }
-      else if (ev.type === "pong" && "agents_online" in ev) setAgents(ev.agents_online);
-      else if (ev.type === "message") receive(ev.message);
+      else if (ev.type === "synced") advance(ev.up_to);
+      else if (ev.type === "pong") {
+        if ("agents_online" in ev) setAgents(ev.agents_online);
+        // A live event was lost (e.g. the broker restarted): fetch what we missed.
+        if (ev.last_seq > S.cursor) wsSend({ type: "sync", since: S.cursor });
+      }
+      else if (ev.type === "message") { receive(ev.message); advance(ev.seq); }
       else if (ev.type === "ack") ack(ev);
       else if (ev.type === "status") setConversation(Object.assign({}, S.conv, { status: ev.status }));
       else if (ev.type === "read" && ev.reader === "user") { if (ev.up_to_seq > S.readUpTo) { S.readUpTo = ev.up_to_seq; refreshStates(); } }
@@ -251,9 +260,12 @@
   }
   function poll() {
     if (S.wsReady) return;
-    api("GET", "/conversations/" + S.conv.id + "/messages?since=" + S.lastSeq).then(function (j) {
+    api("GET", "/conversations/" + S.conv.id + "/messages?since=" + S.cursor).then(function (j) {
       if (!S.wsReady) root.dataset.transport = "poll";
-      showBanner(""); setAgents(j.agents_online); setConversation(j.conversation); j.messages.forEach(receive); flushPending();
+      showBanner(""); setAgents(j.agents_online); setConversation(j.conversation);
+      j.messages.forEach(function (m) { receive(m); advance(m.seq); });
+      if (!j.more) advance(j.conversation.last_seq);
+      flushPending();
       schedulePoll(j.more ? 0 : S.open && !document.hidden ? 3000 : 15000);
     }).catch(function (e) {
       presence.textContent = "Reconnecting…"; S.agents = -1;
@@ -279,7 +291,11 @@
     return details.then(function (v) {
       S.visitor = v; who.hidden = true;
       return api("POST", "/conversations", {});
-    }).then(function (j) { setConversation(j.conversation); j.messages.forEach(receive); connect(); return S.conv; })
+    }).then(function (j) {
+      setConversation(j.conversation);
+      j.messages.forEach(function (m) { receive(m); advance(m.seq); });
+      connect(); return S.conv;
+    })
       .catch(function (e) { if (e.status === 422) { $("who-error").textContent = e.message; $("who-error").hidden = false; } throw e; });
   }
   function deliver(m) {
