@@ -363,7 +363,13 @@ class VisitorConsumer(_ChatSocket):
             await self.send_error("bad_frame", "since must be an integer.")
             return
         assert self.conversation is not None
-        await self.replay(self.conversation, since, internal=False)
+        # Frames on one socket are never lost (TCP), only not yet read: replay from
+        # what this socket was already sent, which catches events the broker dropped
+        # without repeating ones still in flight.
+        conv_id = str(self.conversation.external_id)
+        await self.replay(
+            self.conversation, max(since, self.delivered.get(conv_id, 0)), internal=False
+        )
 
     async def _agents_online(self) -> int:
         assert self.widget is not None
@@ -445,6 +451,9 @@ class AgentConsumer(_ChatSocket):
         if conv is None:
             return
         self.focused[conv.external_id] = conv
+        # Re-subscribing on the same socket replays only what it was never sent (see
+        # VisitorConsumer.on_sync).
+        since = max(since, self.delivered.get(str(conv.external_id), 0))
         await self.replay(conv, since, internal=True)
         await self.send_json({"type": "subscribed", "conversation": str(conv.external_id),
                               "last_seq": conv.last_seq, "status": conv.status})  # fmt: skip

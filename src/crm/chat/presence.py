@@ -6,6 +6,8 @@ An agent is online while an inbox page or agent socket refreshes their mark
 
 from __future__ import annotations
 
+import logging
+
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models import Q
@@ -13,6 +15,7 @@ from django.utils import timezone
 
 from crm.chat.models import ChatWidget
 
+logger = logging.getLogger(__name__)
 AGENT_TTL = 90  # seconds an agent stays online after their last sign of life
 VISITOR_ONLINE_SECONDS = 60
 
@@ -21,18 +24,32 @@ def _agent_key(agent_id: int) -> str:
     return f"crm-presence:agent:{agent_id}"
 
 
+# Presence is advisory: when the cache (Redis) is down, agents count as offline and
+# nothing else fails, so chats keep flowing.
+
+
 def mark_agent_online(agent_id: int) -> None:
-    cache.set(_agent_key(agent_id), 1, timeout=AGENT_TTL)
+    try:
+        cache.set(_agent_key(agent_id), 1, timeout=AGENT_TTL)
+    except Exception:
+        logger.warning("presence cache unavailable", exc_info=True)
 
 
 def mark_agent_offline(agent_id: int) -> None:
-    cache.delete(_agent_key(agent_id))
+    try:
+        cache.delete(_agent_key(agent_id))
+    except Exception:
+        logger.warning("presence cache unavailable", exc_info=True)
 
 
 def online_agent_ids(agent_ids: list[int]) -> set[int]:
     if not agent_ids:
         return set()
-    found = cache.get_many([_agent_key(i) for i in agent_ids])
+    try:
+        found = cache.get_many([_agent_key(i) for i in agent_ids])
+    except Exception:
+        logger.warning("presence cache unavailable", exc_info=True)
+        return set()
     return {i for i in agent_ids if _agent_key(i) in found}
 
 
@@ -43,10 +60,16 @@ def widget_agent_ids(widget: ChatWidget) -> list[int]:
     changes.
     """
     key = f"crm-presence:widget-agents:{widget.pk}:{widget.team_id}"
-    ids = cache.get(key)
+    try:
+        ids = cache.get(key)
+    except Exception:
+        return _widget_agent_ids(widget)
     if ids is None:
         ids = _widget_agent_ids(widget)
-        cache.set(key, ids, timeout=30)
+        try:
+            cache.set(key, ids, timeout=30)
+        except Exception:
+            logger.warning("presence cache unavailable", exc_info=True)
     return ids
 
 

@@ -6,6 +6,7 @@ can't slip past a limit the way a read-modify-write counter would let them.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from django.core.cache import cache
 from crm.conf import crm_settings
 
 IP_FACTOR = 4  # several visitors may share one IP (offices, mobile carriers)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,10 +51,16 @@ def check(action: str, *, ip: str | None, token_key: str | None = None) -> None:
     """Raise ``Limited`` when this token or this IP has done ``action`` too often."""
     limit, window = crm_settings.CRM_CHAT_RATE_LIMITS[action]
     waits = []
-    if token_key:
-        waits.append(_hit(f"{action}:t:{token_key}", limit, window))
-    if ip:
-        waits.append(_hit(f"{action}:ip:{ip}", limit * IP_FACTOR, window))
+    try:
+        if token_key:
+            waits.append(_hit(f"{action}:t:{token_key}", limit, window))
+        if ip:
+            waits.append(_hit(f"{action}:ip:{ip}", limit * IP_FACTOR, window))
+    except Exception:
+        # The cache (Redis) is down: chat keeps working unthrottled rather than
+        # refusing every visitor; body caps and validation still apply.
+        logger.warning("rate limit cache unavailable; not limiting %s", action, exc_info=True)
+        return
     worst = max((w for w in waits if w is not None), default=None)
     if worst is not None:
         raise Limited(action, worst)
