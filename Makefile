@@ -37,3 +37,8 @@ clean:
 
 screenshots: install-test
 	$(BIN)/python scripts/screenshots.py
+
+# Benchmarks against a bare ASGI baseline measured in the same run (bench/README.md);
+# `make bench BENCH_ARGS=--quick` for a short smoke run.
+bench: install-test
+	$(BIN)/python -m bench $(BENCH_ARGS)

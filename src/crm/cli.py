@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -41,7 +42,6 @@ def cmd_run(opts: argparse.Namespace) -> None:
 
     call_command("migrate", interactive=False, verbosity=0)
     call_command("collectstatic", interactive=False, verbosity=0)
-    import uvicorn
 
     if opts.demo_site:
         from crm.chat.demo import DEMO_WIDGET_NAME, serve_demo_site
@@ -54,6 +54,11 @@ def cmd_run(opts: argparse.Namespace) -> None:
         print(
             f"Demo website with the chat widget: http://{opts.host}:{opts.demo_site}/", flush=True
         )
+    worker = None
+    if not opts.no_worker:
+        # Emails are sent by a separate process so a slow SMTP server never holds up a
+        # request; it stops with us.
+        worker = subprocess.Popen([sys.executable, "-m", "crm.cli", "worker"])
     if opts.workers > 1 and not os.environ.get("REDIS_URL"):
         print(
             "crm: warning: several workers without REDIS_URL share no channel layer; "
@@ -64,6 +69,17 @@ def cmd_run(opts: argparse.Namespace) -> None:
         f"crm-chat is serving on http://{opts.host}:{opts.port}/  (public URL {settings.CRM_PUBLIC_URL})",
         flush=True,
     )
+    try:
+        _serve(opts)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=15)
+
+
+def _serve(opts: argparse.Namespace) -> None:
+    import uvicorn
+
     uvicorn.run(
         "crm.asgi:application",
         host=opts.host,
@@ -99,6 +115,7 @@ COMMANDS = {
     "demo": "Migrate and create idempotent demo data; prints the login.",
     "createagent": "Create an agent (a user with a role).",
     "createwidget": "Create a chat widget and print its embed snippet.",
+    "worker": "Run background jobs (chat emails).",
 }
 
 
@@ -114,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="Worker processes; more than one needs REDIS_URL (shared channel layer).",
+    )
+    run.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="Don't start a background job worker (run `crm worker` yourself).",
     )
     run.add_argument(
         "--demo-site",

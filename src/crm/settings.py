@@ -85,6 +85,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
+    "django_tasks",
+    "django_tasks_db",
     "crm.core",
     "crm.chat",
 ]
@@ -184,6 +186,43 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Background jobs (chat emails): rows in the database, run by `crm worker`.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+
+def _email() -> dict[str, object]:
+    """EMAIL_URL (smtp://user:pass@host:587/?tls=True, console:, …) or EMAIL_HOST & co.
+
+    Without either, mail is printed to the console, so a fresh install never fails
+    to send and the operator sees what would have gone out.
+    """
+    url = env_str("EMAIL_URL")
+    if url:
+        import dj_email_url
+
+        try:
+            parsed = dj_email_url.parse(url)
+        except Exception as exc:
+            raise ImproperlyConfigured(f"EMAIL_URL is not a valid email URL: {exc}") from exc
+        return {k: v for k, v in parsed.items() if v is not None}
+    if env_str("EMAIL_HOST"):
+        return {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": env_str("EMAIL_HOST"),
+            "EMAIL_PORT": env_int("EMAIL_PORT", 25, minimum=1),
+            "EMAIL_HOST_USER": env_str("EMAIL_HOST_USER"),
+            "EMAIL_HOST_PASSWORD": env_str("EMAIL_HOST_PASSWORD"),
+            "EMAIL_USE_TLS": env_bool("EMAIL_USE_TLS", False),
+            "EMAIL_USE_SSL": env_bool("EMAIL_USE_SSL", False),
+            "EMAIL_TIMEOUT": env_int("EMAIL_TIMEOUT", 20, minimum=1),
+        }
+    return {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+
+
+globals().update(_email())
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "crm-chat <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -35,8 +35,12 @@ def make_world() -> ChatWorld:
     employee = create_agent(
         username="emma", password="x", role="Employee", first_name="Emma", validate=False
     )
-    widget = chat_service.create_widget(name="Main site", allowed_origins=["https://shop.example"])
-    other = chat_service.create_widget(name="Other site")
+    # Without an offline auto-reply, so tests see exactly the messages they send;
+    # tests/chat/services/test_offline.py covers the auto-reply.
+    widget = chat_service.create_widget(
+        name="Main site", allowed_origins=["https://shop.example"], offline_message=""
+    )
+    other = chat_service.create_widget(name="Other site", offline_message="")
     visitor, token = chat_service.identify_visitor(widget=widget, token=None, ip_address="8.8.8.8")
     other_visitor, other_token = chat_service.identify_visitor(widget=other, token=None)
     assert token and other_token

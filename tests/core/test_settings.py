@@ -69,6 +69,24 @@ def test_it_uses_redis_when_configured(tmp_path: Path) -> None:
     assert s["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
 
 
+def test_it_reads_email_settings(tmp_path: Path) -> None:
+    code = (
+        "import json, crm.settings as s; print(json.dumps([getattr(s, k, None) for k in "
+        "('EMAIL_BACKEND', 'EMAIL_HOST', 'EMAIL_PORT', 'EMAIL_USE_TLS')]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMAIL_")}
+    env.update(CRM_DATA_DIR=str(tmp_path), CRM_TESTING="1")
+    run = lambda **e: json.loads(  # noqa: E731
+        subprocess.run([sys.executable, "-c", code], env={**env, **e}, capture_output=True,
+                       text=True, check=True).stdout
+    )  # fmt: skip
+    assert run()[0] == "django.core.mail.backends.console.EmailBackend"
+    assert run(EMAIL_URL="smtp://u:p@mail.example:587/?tls=True") == [
+        "django.core.mail.backends.smtp.EmailBackend", "mail.example", 587, True,
+    ]  # fmt: skip
+    assert run(EMAIL_HOST="smtp.example", EMAIL_PORT="2525")[1:3] == ["smtp.example", 2525]
+
+
 def test_it_parses_modules_and_prefix(tmp_path: Path) -> None:
     s = _settings_in_subprocess(tmp_path, CRM_MODULES="", CRM_TABLE_PREFIX="acme_")
     assert s["modules"] == []
@@ -110,5 +128,6 @@ def test_it_prefixes_every_product_table(tmp_path: Path, prefix: str) -> None:
     }  # fmt: skip
     assert {f"{prefix}{t}" for t in expected} <= tables
     django_own = {"django_migrations", "django_session", "django_content_type", "django_admin_log"}
-    product = tables - django_own - {t for t in tables if t.startswith(("auth_", "sqlite_"))}
+    third_party = {t for t in tables if t.startswith(("auth_", "sqlite_", "django_"))}
+    product = tables - django_own - third_party
     assert all(t.startswith(prefix) for t in product), product

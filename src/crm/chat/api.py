@@ -21,7 +21,7 @@ from ninja import Field, NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import APIKeyHeader
-from pydantic import ConfigDict, field_validator
+from pydantic import ConfigDict, StrictInt, field_validator
 from pydantic_core import PydanticCustomError
 
 from crm.chat import presence, ratelimit, selectors
@@ -73,7 +73,18 @@ class IdentifyIn(In):
 
 class VisitorDetailsIn(In):
     name: str | None = Field(None, max_length=500)
-    email: str | None = Field(None, max_length=500)
+    # The column holds 254 characters; a longer address can still pass validate_email
+    # (up to 320), and PostgreSQL would then fail the write with a 500.
+    email: str | None = Field(None, max_length=254)
+
+    @field_validator("email", mode="after")
+    @classmethod
+    def _email_fits(cls, value: str | None) -> str | None:
+        # The service stores the address lower-cased, and lower() can lengthen it
+        # ("İ" becomes two characters), so measure what will be stored.
+        if value is not None and len(value.strip().lower()) > 254:
+            raise PydanticCustomError("too_long", "Must be at most 254 characters.")
+        return value
 
 
 class OpenIn(In):
@@ -86,7 +97,8 @@ class SendIn(In):
 
 
 class ReadIn(In):
-    up_to_seq: int | None = Field(None, ge=0)
+    # Strict: JSON true/false must not pass as the seqs 1/0 (found by the API fuzzer).
+    up_to_seq: StrictInt | None = Field(None, ge=0)
 
 
 class VisitorOut(Schema):
@@ -101,6 +113,8 @@ class WidgetOut(Schema):
     color: str
     position: str
     max_body: int
+    # False outside the widget's business hours (the widget then says so).
+    open_now: bool
 
 
 class ConversationOut(Schema):
@@ -334,6 +348,7 @@ def _widget_out(widget: ChatWidget) -> WidgetOut:
         color=widget.color,
         position=widget.position,
         max_body=max_body_length(),
+        open_now=widget.is_within_business_hours(),
     )
 
 

@@ -9,6 +9,8 @@ import hashlib
 import re
 import secrets
 import uuid
+import zoneinfo
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -87,6 +89,42 @@ def validate_origins(value: Any) -> None:
             )
 
 
+DEFAULT_OFFLINE_MESSAGE = "We're offline right now, we'll reply by email shortly."
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            _("%(v)s is not a time zone name like Europe/Berlin."), params={"v": value}
+        ) from None
+
+
+def validate_business_hours(value: Any) -> None:
+    """``{"mon": [["09:00", "17:00"], …], …}``: weekday -> list of [start, end) ranges."""
+    if not isinstance(value, dict):
+        raise ValidationError(_("Business hours must map weekdays to time ranges."))
+    for day, ranges in value.items():
+        if day not in WEEKDAYS:
+            raise ValidationError(_("%(d)s is not a weekday (mon … sun)."), params={"d": day})
+        if not isinstance(ranges, list):
+            raise ValidationError(_("Hours of %(d)s must be a list of ranges."), params={"d": day})
+        for pair in ranges:
+            if (
+                not isinstance(pair, list | tuple)
+                or len(pair) != 2
+                or not all(isinstance(t, str) and _HHMM.match(t) for t in pair)
+                or pair[0] >= pair[1]
+            ):
+                raise ValidationError(
+                    _("%(d)s: each range is [start, end] as HH:MM with start before end."),
+                    params={"d": day},
+                )
+
+
 class ChatWidget(models.Model):
     POSITIONS = (("bottom-right", _("Bottom right")), ("bottom-left", _("Bottom left")))
 
@@ -116,6 +154,28 @@ class ChatWidget(models.Model):
         help_text=_("Exact origins allowed to embed the widget; empty allows any site."),
     )
     is_active = models.BooleanField(_("active"), default=True)
+    offline_message = models.CharField(
+        _("offline auto-reply"),
+        max_length=500,
+        default=DEFAULT_OFFLINE_MESSAGE,
+        blank=True,
+        help_text=_("Sent once per chat when nobody is online; empty turns it off."),
+    )
+    business_hours = models.JSONField(
+        _("business hours"),
+        default=dict,
+        blank=True,
+        validators=[validate_business_hours],
+        help_text=_('e.g. {"mon": [["09:00", "17:30"]], …}; empty means always open.'),
+    )
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, default="UTC", validators=[validate_timezone]
+    )
+    missed_chat_minutes = models.PositiveIntegerField(
+        _("missed chat after (minutes)"),
+        default=5,
+        help_text=_("Email the team when no agent has replied within this time; 0 turns it off."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -140,6 +200,15 @@ class ChatWidget(models.Model):
             "<script>(function(){var s=document.createElement('script');s.async=1;"
             f"s.src='{self.loader_url()}';document.head.appendChild(s);}})();</script>"
         )
+
+    def is_within_business_hours(self, at: datetime | None = None) -> bool:
+        """True when the widget has no hours set, or ``at`` (default now) falls in them."""
+        if not self.business_hours:
+            return True
+        local = (at or timezone.now()).astimezone(zoneinfo.ZoneInfo(self.time_zone))
+        hhmm = local.strftime("%H:%M")
+        ranges = self.business_hours.get(WEEKDAYS[local.weekday()], [])
+        return any(start <= hhmm < end for start, end in ranges)
 
     def origin_allowed(self, origin: str | None) -> bool:
         """True when ``origin`` may use this widget; an empty allow-list admits any."""
@@ -215,6 +284,8 @@ class ChatConversation(models.Model):
     )
     # Highest message seq allocated; the row lock on it serialises senders.
     last_seq = models.PositiveIntegerField(default=0)
+    # Soft delete: hidden from the inbox and the visitor, restorable by an agent.
+    deleted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

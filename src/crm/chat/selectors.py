@@ -43,12 +43,16 @@ def visitor_by_token(*, widget: ChatWidget, token: str) -> ChatVisitor | None:
 
 def visitor_current_conversation(*, visitor: ChatVisitor) -> ChatConversation | None:
     """The visitor's newest conversation, closed or not, so a reload shows its history."""
-    return visitor.conversations.order_by("-created_at", "-id").first()
+    return (
+        visitor.conversations.filter(deleted_at__isnull=True).order_by("-created_at", "-id").first()
+    )
 
 
 def visitor_conversation_get(*, visitor: ChatVisitor, external_id: UUID) -> ChatConversation | None:
     """A conversation of this visitor only: another visitor's id finds nothing."""
-    return ChatConversation.objects.filter(visitor=visitor, external_id=external_id).first()
+    return ChatConversation.objects.filter(
+        visitor=visitor, external_id=external_id, deleted_at__isnull=True
+    ).first()
 
 
 def messages_since(
@@ -94,17 +98,25 @@ def can_see_all(agent: Agent) -> bool:
     return agent.has_perm("crm_chat.view_all_chats")
 
 
-def visible_conversations(*, agent: Agent) -> QuerySet[ChatConversation]:
+def visible_conversations(
+    *, agent: Agent, include_deleted: bool = False
+) -> QuerySet[ChatConversation]:
     """Every conversation this agent may open.
 
-    Agents without ``view_all_chats`` see unassigned conversations (to pick them up)
-    and their own.
+    Agents without ``view_all_chats`` see, on the widgets of their teams (and widgets
+    without a team), the unassigned conversations (to pick them up) and their own.
+    Soft-deleted ones only when asked for, and only to agents who may delete.
     """
     if not agent.is_authenticated or not agent.has_perm("crm_chat.view_chat"):
         return ChatConversation.objects.none()
     qs = ChatConversation.objects.all()
+    if not (include_deleted and agent.has_perm("crm_chat.delete_chat")):
+        qs = qs.filter(deleted_at__isnull=True)
     if not can_see_all(agent):
-        qs = qs.filter(Q(user_assigned__isnull=True) | Q(user_assigned=agent.pk))
+        qs = qs.filter(
+            Q(user_assigned__isnull=True) | Q(user_assigned=agent.pk),
+            Q(widget__team__isnull=True) | Q(widget__team__members=agent.pk),
+        )
     return qs
 
 
@@ -122,8 +134,10 @@ def conversation_list(
     subquery annotation, so the list costs the same number of queries whatever
     its length.
     """
-    qs = visible_conversations(agent=agent)
-    if status:
+    qs = visible_conversations(agent=agent, include_deleted=status == "deleted")
+    if status == "deleted":
+        qs = qs.filter(deleted_at__isnull=False)
+    elif status:
         qs = qs.filter(status=status)
     if assigned == "me":
         qs = qs.filter(user_assigned=agent.pk)
@@ -182,8 +196,9 @@ def latest_activity(*, agent: Agent) -> str:
 
 
 def conversation_get(*, agent: Agent, external_id: UUID) -> ChatConversation | None:
+    """One conversation the agent may open (a deleted one only if they may restore it)."""
     return (
-        visible_conversations(agent=agent)
+        visible_conversations(agent=agent, include_deleted=True)
         .select_related("visitor", "visitor__person", "widget", "user_assigned", "lead")
         .filter(external_id=external_id)
         .first()

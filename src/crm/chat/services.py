@@ -21,7 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from crm.chat import events, geo
+from crm.chat import events, geo, notifications, presence
 from crm.chat.models import (
     ChatConversation,
     ChatMessage,
@@ -39,6 +39,8 @@ from crm.conf import table_name
 from crm.core.models import Email, Lead, Note, Person
 
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# client_id of the offline auto-reply: at most one per conversation.
+AUTO_REPLY_CLIENT_ID = "auto:offline"
 FIRST_CHAT_NUMBER = 1001
 # last_seen_at is refreshed at most this often, so polling doesn't write every time.
 SEEN_RESOLUTION = timedelta(seconds=15)
@@ -114,6 +116,7 @@ class ChatService:
 
     WIDGET_FIELDS = (
         "name", "welcome_message", "color", "position", "allowed_origins", "is_active", "team",
+        "offline_message", "business_hours", "time_zone", "missed_chat_minutes",
     )  # fmt: skip
 
     def create_widget(self, *, name: str, **fields: object) -> ChatWidget:
@@ -300,7 +303,7 @@ class ChatService:
         with transaction.atomic():
             ChatVisitor.objects.select_for_update().filter(pk=visitor.pk).first()
             existing = (
-                ChatConversation.objects.filter(visitor=visitor)
+                ChatConversation.objects.filter(visitor=visitor, deleted_at__isnull=True)
                 .exclude(status=ChatConversation.STATUS_CLOSED)
                 .order_by("-created_at", "-id")
                 .first()
@@ -361,6 +364,7 @@ class ChatService:
             if conv.status == ChatConversation.STATUS_CLOSED:
                 self._set_status(conv, ChatConversation.STATUS_OPEN)
                 self._append(conv, sender_type="system", body="The visitor reopened the chat.")
+            first = not conv.messages.filter(sender_type="visitor").exists()
             message = self._append(
                 conv,
                 sender_type="visitor",
@@ -369,8 +373,28 @@ class ChatService:
                 client_id=client_id,
                 sender_name=visitor.display_name,
             )
+            if first:
+                notifications.on_first_visitor_message(conv)
+            self._auto_reply_if_offline(conv)
         self._sync(conversation, conv)
         return SendResult(message, True)
+
+    def _auto_reply_if_offline(self, conv: ChatConversation) -> None:
+        """One offline auto-reply per conversation when nobody can answer now.
+
+        Runs under the conversation's row lock, so concurrent visitor sends can't
+        both decide they are first (the original's check-then-insert raced).
+        """
+        widget = conv.widget
+        if not widget.offline_message:
+            return
+        if widget.is_within_business_hours() and presence.agents_online(widget) > 0:
+            return
+        if conv.messages.filter(sender_type="system", client_id=AUTO_REPLY_CLIENT_ID).exists():
+            return
+        self._append(
+            conv, sender_type="system", body=widget.offline_message, client_id=AUTO_REPLY_CLIENT_ID
+        )
 
     def send_agent_message(
         self,
@@ -401,6 +425,7 @@ class ChatService:
                 client_id=client_id,
                 sender_name=agent_display_name(agent),
             )
+            notifications.on_agent_message(message)
         self._sync(conversation, conv)
         return SendResult(message, True)
 
@@ -483,6 +508,44 @@ class ChatService:
         return self._change_status(
             conversation, ChatConversation.STATUS_OPEN, "This chat was reopened.", by
         )
+
+    def delete_conversation(
+        self, *, conversation: ChatConversation, by: AbstractBaseUser
+    ) -> ChatConversation:
+        """Soft-delete: gone from the inbox and the widget, restorable by an agent."""
+        with transaction.atomic():
+            conv = self._lock(conversation)
+            if conv.deleted_at is not None:
+                raise NotAllowed(f"Chat {conv.chat_id} is already deleted.")
+            conv.deleted_at = timezone.now()
+            ChatConversation.objects.filter(pk=conv.pk).update(deleted_at=conv.deleted_at)
+            self._append(
+                conv,
+                sender_type="system",
+                body=f"Deleted by {agent_display_name(by)}.",
+                internal=True,
+            )
+        conversation.deleted_at = conv.deleted_at
+        self._sync(conversation, conv)
+        return conversation
+
+    def restore_conversation(
+        self, *, conversation: ChatConversation, by: AbstractBaseUser
+    ) -> ChatConversation:
+        with transaction.atomic():
+            conv = self._lock(conversation)
+            if conv.deleted_at is None:
+                raise NotAllowed(f"Chat {conv.chat_id} is not deleted.")
+            ChatConversation.objects.filter(pk=conv.pk).update(deleted_at=None)
+            self._append(
+                conv,
+                sender_type="system",
+                body=f"Restored by {agent_display_name(by)}.",
+                internal=True,
+            )
+        conversation.deleted_at = None
+        self._sync(conversation, conv)
+        return conversation
 
     def promote_visitor_to_person(
         self, *, visitor: ChatVisitor, by: AbstractBaseUser | None

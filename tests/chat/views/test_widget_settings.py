@@ -67,6 +67,10 @@ def widget_data(**fields: str) -> dict[str, str]:
         "allowed_origins": "https://shop.example\nhttp://localhost:3000",
         "team": "",
         "is_active": "on",
+        "offline_message": "We're away; we'll email you.",
+        "business_hours": "",
+        "time_zone": "UTC",
+        "missed_chat_minutes": "5",
     }
     data.update(fields)
     return data
@@ -476,3 +480,30 @@ class WidgetPermissionTests:
                 assert response.status_code == 404, url
             assert INDEX.encode() not in owner_client.get(reverse("crm-settings")).content
         self.assert_unchanged(widget)
+
+
+class BusinessHoursFormTests:
+    def test_it_saves_hours_in_the_widgets_time_zone(self, owner_client, make_widget):
+        widget = make_widget()
+        response = owner_client.post(
+            edit_url(widget),
+            widget_data(business_hours="Mon 9:00-12:30 13:30-17:00\nfri 10:00-16:00",
+                        time_zone="Europe/Berlin"),
+        )  # fmt: skip
+        assert response.status_code == 302
+        widget.refresh_from_db()
+        assert widget.business_hours == {
+            "mon": [["09:00", "12:30"], ["13:30", "17:00"]], "fri": [["10:00", "16:00"]],
+        }  # fmt: skip
+        assert widget.time_zone == "Europe/Berlin"
+        page = owner_client.get(edit_url(widget)).content.decode()
+        assert "mon 09:00-12:30 13:30-17:00" in page
+
+    @pytest.mark.parametrize("hours", ["someday 09:00-17:00", "mon 17:00-09:00", "tue 9-5", "wed"])
+    def test_it_explains_bad_hours_and_saves_nothing(self, owner_client, make_widget, hours):
+        widget = make_widget()
+        response = owner_client.post(edit_url(widget), widget_data(business_hours=hours))
+        assert response.status_code == 200
+        assert "business_hours" in response.context["form"].errors
+        widget.refresh_from_db()
+        assert widget.business_hours == {}

@@ -40,7 +40,9 @@ def _get_conversation_for_agent(request: HttpRequest, external_id: UUID) -> Chat
 
 def _filters(request: HttpRequest) -> dict[str, Any]:
     status = request.GET.get("status", "open")
-    if status not in {"open", "pending", "closed", "all"}:
+    if status not in {"open", "pending", "closed", "all", "deleted"}:
+        status = "open"
+    if status == "deleted" and not request.user.has_perm("crm_chat.delete_chat"):
         status = "open"
     assigned: str | int | None = request.GET.get("assigned") or None
     if assigned not in {None, "me", "unassigned"}:
@@ -195,11 +197,8 @@ def unread(request: HttpRequest) -> JsonResponse:
 def send_message(request: HttpRequest, external_id: UUID) -> JsonResponse:
     """Send a reply over HTTP (the socket-less path); idempotent by ``client_id``."""
     conv = _get_conversation_for_agent(request, external_id)
-    try:
-        data = json.loads(request.body or b"{}")
-        if not isinstance(data, dict):
-            raise ValueError
-    except ValueError:
+    data = _json_object(request)
+    if data is None:
         return _error(400, "bad_request", "Send a JSON object.")
     try:
         result = chat_service.send_agent_message(
@@ -222,11 +221,8 @@ def send_message(request: HttpRequest, external_id: UUID) -> JsonResponse:
 def mark_read(request: HttpRequest, external_id: UUID) -> JsonResponse:
     """Mark the visitor's messages read up to ``up_to_seq`` (default: all)."""
     conv = _get_conversation_for_agent(request, external_id)
-    try:
-        data = json.loads(request.body or b"{}")
-        if not isinstance(data, dict):
-            raise ValueError
-    except ValueError:
+    data = _json_object(request)
+    if data is None:
         return _error(400, "bad_request", "Send a JSON object.")
     try:
         up_to = int(data.get("up_to_seq", conv.last_seq))
@@ -236,6 +232,23 @@ def mark_read(request: HttpRequest, external_id: UUID) -> JsonResponse:
     except ValidationError as exc:
         return _error(422, "invalid", " ".join(exc.messages))
     return JsonResponse({"updated": updated})
+
+
+def _json_object(request: HttpRequest) -> dict[str, Any] | None:
+    """The request's JSON object, or None when the body is not one.
+
+    Python's json module decodes lone surrogates ("\\ud800"), which can't be
+    encoded as UTF-8 and so can't be stored: such text counts as malformed too,
+    instead of failing the write with a 500.
+    """
+    try:
+        data = json.loads(request.body or b"{}")
+        if not isinstance(data, dict):
+            return None
+        json.dumps(data, ensure_ascii=False).encode()
+    except ValueError:  # also UnicodeDecodeError / UnicodeEncodeError
+        return None
+    return data
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
@@ -282,6 +295,15 @@ def _act(request: HttpRequest, external_id: UUID, action: str) -> HttpResponse:
             lead = chat_service.convert_to_lead(conversation=conv, by=user)
             messages.success(request, f"Converted to lead “{lead.title}”.")
             return redirect(lead.get_absolute_url())
+        elif action in {"delete", "restore"}:
+            if not user.has_perm("crm_chat.delete_chat"):
+                raise ChatError("You may not delete chats.")
+            if action == "delete":
+                chat_service.delete_conversation(conversation=conv, by=user)
+                messages.success(request, f"Chat {conv.chat_id} deleted. Restore it from Deleted.")
+                return redirect("crm-chat-index")
+            chat_service.restore_conversation(conversation=conv, by=user)
+            done = f"Chat {conv.chat_id} restored."
         elif action == "promote":
             if not user.has_perm("crm_core.add_person"):
                 raise ChatError("You may not create people.")
@@ -305,5 +327,6 @@ def _act(request: HttpRequest, external_id: UUID, action: str) -> HttpResponse:
 @reply_chat
 @require_POST
 def action(request: HttpRequest, external_id: UUID, name: str) -> HttpResponse:
-    """POST-only conversation actions: assign, pending, close, reopen, convert, promote."""
+    """POST-only conversation actions: assign, pending, close, reopen, convert, promote,
+    delete and restore."""
     return _act(request, external_id, name)

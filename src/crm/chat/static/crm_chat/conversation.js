@@ -3,6 +3,10 @@
 // both as an ack and as a broadcast (or from a poll) is shown once.
 (function () {
   "use strict";
+  // Destructive actions ask first (no inline handlers: the form says what to ask).
+  document.querySelectorAll("form[data-confirm]").forEach(function (f) {
+    f.addEventListener("submit", function (e) { if (!window.confirm(f.dataset.confirm)) e.preventDefault(); });
+  });
   var holder = document.getElementById("conversation-config");
   var cfg = JSON.parse(holder.dataset.config);
   var csrf = holder.querySelector("[name=csrfmiddlewaretoken]").value;

@@ -147,8 +147,8 @@
   function setAgents(n) {
     if (n === S.agents) return;
     S.agents = n;
-    presence.textContent = n > 0 ? "Online · we usually reply in a few minutes" : S.visitor && S.visitor.email ? "Offline · we'll reply by email" : "Offline · leave a message";
-    presence.className = "pr" + (n > 0 ? " on" : "");
+    presence.textContent = S.closedNow ? "Closed now · we'll reply by email" : n > 0 ? "Online · we usually reply in a few minutes" : S.visitor && S.visitor.email ? "Offline · we'll reply by email" : "Offline · leave a message";
+    presence.className = "pr" + (n > 0 && !S.closedNow ? " on" : "");
     refreshStates();
   }
   function notifyUnread() {
@@ -189,7 +189,7 @@
       identifyTries = 0;
       if (j.visitor_token) { S.token = j.visitor_token; save(j.visitor_token); }
       else if (S.token !== load()) save(S.token);
-      S.visitor = j.visitor; S.maxBody = j.widget.max_body;
+      S.visitor = j.visitor; S.maxBody = j.widget.max_body; S.closedNow = !j.widget.open_now;
       $("title").textContent = j.widget.name;
       $("welcome").textContent = j.widget.welcome_message || "Hi! How can we help?";
       root.style.setProperty("--c", j.widget.color);
