@@ -10,3 +10,6 @@ urlpatterns = [
     path("", include("crm.core.urls")),
     path("", include("crm.chat.urls")),
 ]
+
+# A database outage answers 503 + Retry-After (JSON on the widget's endpoints).
+handler500 = "crm.core.unavailable.server_error"

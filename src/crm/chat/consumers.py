@@ -25,6 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 
@@ -39,6 +40,10 @@ logger = logging.getLogger(__name__)
 AUTH_TIMEOUT = 10  # seconds a visitor socket may stay open without authenticating
 TYPING_INTERVAL = 1.0  # at most one typing relay per second per socket
 REPLAY_LIMIT = 1000
+# A client that doesn't read for this long is dropped; it reconnects and resumes by
+# seq. This bounds what piles up for one slow socket in memory (the layer's queue
+# and the transport buffer) to a few seconds of traffic.
+SEND_TIMEOUT = 10
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -81,6 +86,13 @@ class _ChatSocket(AsyncJsonWebsocketConsumer):
         super().__init__(*args, **kwargs)
         # Highest message seq this socket has delivered, per conversation it follows.
         self.delivered: dict[str, int] = {}
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        try:
+            await asyncio.wait_for(super().send_json(content, close), SEND_TIMEOUT)
+        except TimeoutError:
+            logger.warning("dropping a chat socket that stopped reading: %s", self.scope["path"])
+            raise StopConsumer() from None
 
     async def send_error(self, code: str, message: str, **extra: Any) -> None:
         await self.send_json({"type": "error", "code": code, "message": message, **extra})
