@@ -21,17 +21,35 @@ def _setup_django() -> None:
 
 
 def _check_database() -> None:
-    """Fail with one clear sentence instead of a traceback when the DB is unreachable."""
+    """Fail with one clear sentence instead of a traceback when the DB is unreachable.
+
+    PostgreSQL is probed with a plain connection and a short timeout: through the
+    pool the real reason would hide behind "couldn't get a connection".
+    """
     from django.db import connection
     from django.db.utils import OperationalError
 
     try:
-        connection.ensure_connection()
-    except OperationalError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        sys.exit(f"crm: cannot reach the database ({connection.vendor}): {first_line}")
-    finally:
-        connection.close()
+        if connection.vendor == "postgresql":
+            import psycopg
+
+            db = connection.settings_dict
+            psycopg.connect(
+                dbname=db["NAME"],
+                user=db["USER"] or None,
+                password=db["PASSWORD"] or None,
+                host=db["HOST"] or None,
+                port=db["PORT"] or None,
+                connect_timeout=5,
+            ).close()
+        else:
+            connection.ensure_connection()
+            connection.close()
+    except (OperationalError, Exception) as exc:  # psycopg raises its own OperationalError
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        sys.exit(
+            f"crm: cannot reach the database ({connection.vendor}): {lines[0] if lines else exc!r}"
+        )
 
 
 def cmd_run(opts: argparse.Namespace) -> None:
