@@ -27,7 +27,6 @@ def _check_database() -> None:
     pool the real reason would hide behind "couldn't get a connection".
     """
     from django.db import connection
-    from django.db.utils import OperationalError
 
     try:
         if connection.vendor == "postgresql":
@@ -45,7 +44,7 @@ def _check_database() -> None:
         else:
             connection.ensure_connection()
             connection.close()
-    except (OperationalError, Exception) as exc:  # psycopg raises its own OperationalError
+    except Exception as exc:  # Django's or psycopg's OperationalError, or a bad setting
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         sys.exit(
             f"crm: cannot reach the database ({connection.vendor}): {lines[0] if lines else exc!r}"

@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor, ChatWidget
 from crm.chat.services import chat_service
+from crm.chat.templatetags.chat_tags import flag
 from crm.core.models import Lead, Person
 from crm.core.roles import EMPLOYEE
 from crm.core.services import create_agent
@@ -341,6 +342,17 @@ class ConversationPageTests:
         ]
         assert ">Page 1</a>" in trail  # titles are shown where known
         assert "Promote to person" in html
+
+    def test_it_shows_the_country_with_its_flag(self, world: ChatWorld, owner: Client) -> None:
+        conv = new_chat(world.widget, name="Ann", says="hi")
+        ChatVisitor.objects.filter(pk=conv.visitor_id).update(country_code="GB")
+
+        page = owner.get(show_url(conv)).content.decode()
+        listing = owner.get(INDEX).content.decode()
+
+        facts = dict(re.findall(r"<dt>([^<]+)</dt><dd>(.*?)</dd>", page))
+        assert facts["Country"] == "\U0001f1ec\U0001f1e7 GB"
+        assert "\U0001f1ec\U0001f1e7 GB" in listing
 
     def test_it_lists_the_visitors_other_conversations(
         self, world: ChatWorld, owner: Client
@@ -874,3 +886,18 @@ class QueryCountTests:
         large = _count_queries(owner, show_url(conv))
         assert small == large
         assert ChatMessage.objects.filter(conversation=conv).count() >= 30
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("GB", "\U0001f1ec\U0001f1e7"),
+        ("us", "\U0001f1fa\U0001f1f8"),
+        ("", ""),
+        ("G", ""),
+        ("G1", ""),
+        ("ÄB", ""),
+    ],
+)
+def test_flag_turns_a_country_code_into_its_emoji(code: str, expected: str) -> None:
+    assert flag(code) == expected
