@@ -120,7 +120,7 @@ def test_agent_pages_have_no_serious_violations(asgi_server, agent_page: Page) -
 
     page.goto(asgi_server.url + conv.get_absolute_url())
     page.get_by_role("log", name="Messages").get_by_text("Me again").wait_for()
-    page.wait_for_function("document.documentElement.dataset.transport === 'ws'")
+    page.wait_for_function("() => document.documentElement.dataset.transport === 'ws'")
     found["conversation"] = audit(page)
     page.get_by_role("button", name="Mark pending").click()
     page.get_by_text(f"Chat {conv.chat_id} is pending.").wait_for()
@@ -182,7 +182,7 @@ def test_a_live_list_refresh_keeps_keyboard_focus(asgi_server, agent_page: Page)
     first, second = ChatConversation.objects.filter(status="open").order_by("number")[:2]
     page = agent_page
     page.goto(asgi_server.url + "/crm/chat/")
-    page.wait_for_function("document.documentElement.dataset.agentTransport === 'ws'")
+    page.wait_for_function("() => document.documentElement.dataset.agentTransport === 'ws'")
     link = page.get_by_role("link", name=second.chat_id, exact=True)
     link.focus()
     page.keyboard.press("Shift+Tab")

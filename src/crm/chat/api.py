@@ -17,7 +17,7 @@ from uuid import UUID
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from ninja import Field, NinjaAPI, Schema
+from ninja import Field, NinjaAPI, Schema, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import APIKeyHeader
@@ -395,7 +395,7 @@ def identify(request: HttpRequest, public_key: str, payload: IdentifyIn):  # typ
         messages=_messages(conv) if conv else [],
         agents_online=presence.agents_online(widget),
     )
-    return (201 if new_token else 200), body
+    return Status(201 if new_token else 200, body)
 
 
 @api.patch(
@@ -423,7 +423,7 @@ def open_conversation(request: HttpRequest, public_key: str, payload: OpenIn):  
     before = selectors.visitor_current_conversation(visitor=visitor)
     conv = chat_service.open_conversation(visitor=visitor, subject=payload.subject)
     status = 200 if before is not None and before.pk == conv.pk else 201
-    return status, OpenOut(conversation=_conversation_out(conv), messages=_messages(conv))
+    return Status(status, OpenOut(conversation=_conversation_out(conv), messages=_messages(conv)))
 
 
 @api.get(
@@ -470,7 +470,7 @@ def send_message(  # type: ignore[no-untyped-def]
     out = SentOut(
         message=message, conversation=_conversation_out(conv), duplicate=not result.created
     )
-    return (201 if result.created else 200), out
+    return Status(201 if result.created else 200, out)
 
 
 @api.post(
