@@ -215,3 +215,30 @@ def test_without_websockets_inbox_and_widget_fall_back_to_polling(
     agent.get_by_role("link", name="Bea Kim", exact=True).click()
     agent.wait_for_url(f"**{person.get_absolute_url()}")
     expect(agent.get_by_role("link", name=lead.title)).to_be_visible()
+
+
+def test_the_transcript_shows_the_agents_local_time(
+    crm,  # noqa: F811
+    browser: Browser,
+    contexts: list[BrowserContext],
+) -> None:
+    """Server-rendered and live messages both show the browser's time zone, not UTC."""
+    from datetime import UTC, datetime
+
+    import time_machine
+
+    from crm.chat.services import chat_service
+
+    context = browser.new_context(timezone_id="Asia/Tokyo")  # UTC+9, no summer time
+    contexts.append(context)
+    agent = context.new_page()
+    _log_in_to_inbox(agent, f"http://localhost:{crm.port}")
+    widget = chat_service.create_widget(name="Site")
+    visitor, _ = chat_service.identify_visitor(widget=widget, token=None)
+    with time_machine.travel(datetime(2026, 3, 1, 8, 5, tzinfo=UTC), tick=False):
+        conv = chat_service.open_conversation(visitor=visitor)
+        chat_service.send_visitor_message(conversation=conv, visitor=visitor, body="Morning")
+
+    agent.goto(f"http://localhost:{crm.port}{conv.get_absolute_url()}")
+
+    expect(agent.locator("#transcript .bubble.visitor time")).to_have_text("17:05")

@@ -149,6 +149,17 @@ class InboxListTests:
         # An unknown tab falls back to open rather than erroring.
         assert listed(owner.get(INDEX, {"status": "bogus"})) == [first.chat_id]
 
+    def test_status_tabs_keep_the_other_filters(self, world: ChatWorld, owner: Client) -> None:
+        html = owner.get(
+            INDEX, {"status": "closed", "q": "a&b", "widget": world.widget.pk, "page": 2}
+        ).content.decode()
+
+        start = html.index('aria-label="Status"')
+        tabs = html[start : html.index("</nav>", start)]
+        links = re.findall(r'href="\?([^"]+)"', tabs)
+        assert f"q=a%26b&amp;widget={world.widget.pk}&amp;status=open" in links
+        assert all("page=" not in link and link.count("status=") == 1 for link in links)
+
     def test_it_lists_newest_activity_first_with_a_preview(
         self, world: ChatWorld, owner: Client
     ) -> None:

@@ -77,6 +77,9 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
     previews = selectors.last_messages(conversations=rows)
     query = request.GET.copy()
     query.pop("page", None)
+    # The status tabs keep the other filters (search, assignee, widget).
+    tab_query = query.copy()
+    tab_query.pop("status", None)
     return {
         "page": page,
         "rows": [
@@ -92,6 +95,7 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
         "agents": selectors.chat_agents(),
         "widgets": selectors.widget_list(),
         "query": query.urlencode(),
+        "tab_query": tab_query.urlencode(),
     }
 
 

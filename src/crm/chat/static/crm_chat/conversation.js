@@ -23,6 +23,11 @@
   var lastSeq = cfg.lastSeq, cursor = cfg.lastSeq, seen = {}, pending = {}, visitorRead = 0, lastRead = 0;
   var draftKey = "crm-draft:" + cfg.conversation;
   log.querySelectorAll("[data-seq]").forEach(function (n) { seen[n.dataset.seq] = n; });
+  // The server writes UTC; show the agent's local time, as live messages do.
+  log.querySelectorAll("time[datetime]").forEach(function (t) {
+    var d = new Date(t.dateTime);
+    if (!isNaN(d)) t.textContent = d.toTimeString().slice(0, 5);
+  });
   log.scrollTop = log.scrollHeight;
 
   function text(tag, cls, value) { var n = document.createElement(tag); n.className = cls; n.textContent = value; return n; }
