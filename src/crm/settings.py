@@ -6,6 +6,7 @@ in-memory channel layer; production sets ``DATABASE_URL`` and ``REDIS_URL``.
 
 from __future__ import annotations
 
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -84,6 +85,7 @@ INSTALLED_APPS = [
     "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "csp",
     "django_htmx",
     "django_tasks",
     "django_tasks_db",
@@ -93,6 +95,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "crm.core.csp.ContentSecurityPolicyMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -260,6 +263,53 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", CRM_PUBLIC_URL.startswith("https://"))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# HSTS is opt-in: once a browser has seen it, the site can't go back to plain HTTP
+# for that long, so the operator turns it on when HTTPS is there to stay.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """``SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto`` (value ``https``) or ``Name=value``.
+
+    Only for a TLS-terminating proxy that always sets (and strips incoming copies of)
+    that header: with it, a request is HTTPS when the header says so. ``crm run``
+    already trusts ``X-Forwarded-Proto`` from ``FORWARDED_ALLOW_IPS`` through uvicorn.
+    """
+    raw = env_str("SECURE_PROXY_SSL_HEADER")
+    if not raw:
+        return None
+    name, _, value = raw.partition("=")
+    name, value = name.strip(), (value.strip() or "https")
+    if not re.fullmatch(r"[A-Za-z0-9-]+", name):
+        raise ImproperlyConfigured(
+            f"SECURE_PROXY_SSL_HEADER must be a header name like X-Forwarded-Proto "
+            f"(optionally =value, default https), not {raw!r}."
+        )
+    return "HTTP_" + name.upper().replace("-", "_"), value
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+
+
+# The policy of every CRM page and the admin (crm/core/csp.py: the other kinds). No
+# inline scripts, handlers, <style> blocks or style attributes anywhere in the agent UI
+# or the admin (scripts style through the CSSOM, which the policy allows); htmx's own
+# indicator <style> is switched off by a meta tag in the layout.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],  # + ws:// and wss:// of the request's host
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "object-src": ["'none'"],
+    }
+}
 
 LOGGING = {
     "version": 1,
