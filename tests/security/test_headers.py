@@ -9,8 +9,8 @@ Every page answers with the policy of its kind:
 * the loader script, the JSON API and the inbox's JSON endpoints: a locked-down
   ``default-src 'none'; frame-ancestors 'none'``;
 
-and all of them ``X-Content-Type-Options: nosniff`` and a ``Referrer-Policy`` that never
-sends a CRM URL to another site. Over HTTPS with ``SECURE_HSTS_SECONDS`` set, every page
+and all of them ``X-Content-Type-Options: nosniff``, ``Cross-Origin-Opener-Policy:
+same-origin`` and a ``Referrer-Policy`` that never sends a CRM URL to another site. Over HTTPS with ``SECURE_HSTS_SECONDS`` set, every page
 also carries ``Strict-Transport-Security``.
 """
 
@@ -209,6 +209,11 @@ def check_page(page: Page, response: HttpResponse) -> list[str]:
         problems.append(f"CSP {csp}")
     if response.get("X-Content-Type-Options") != "nosniff":
         problems.append(f"X-Content-Type-Options {response.get('X-Content-Type-Options')!r}")
+    # A page that opens or is opened by another site's window keeps no handle to it.
+    if response.get("Cross-Origin-Opener-Policy") != "same-origin":
+        problems.append(
+            f"Cross-Origin-Opener-Policy {response.get('Cross-Origin-Opener-Policy')!r}"
+        )
     if response.get("Referrer-Policy") not in SAFE_REFERRER_POLICIES:
         problems.append(f"Referrer-Policy {response.get('Referrer-Policy')!r}")
     if page.kind in {"widget", "widget-missing"}:
@@ -234,7 +239,7 @@ class SecurityHeadersTests:
         assert not problems, "\n".join(problems)
         kinds = {page.kind for page in PAGES}
         assert kinds == {"crm", "locked", "widget", "widget-missing"}
-        assert len(PAGES) * len(HEADERS_PER_PAGE) >= 150
+        assert len(PAGES) * len(HEADERS_PER_PAGE) >= 190
 
     def test_over_https_with_hsts_every_page_also_has_strict_transport_security(
         self, scene: Scene, settings
