@@ -188,7 +188,15 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # The default capacity (100 queued events per socket) silently drops events for an
+    # agent following a busy inbox; the socket would then depend on replays. The pub/sub
+    # layer above has no such cap; slow sockets are dropped by the consumers instead.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 10_000},
+        }
+    }
 
 # Background jobs (chat emails): rows in the database, run by `crm worker`.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}

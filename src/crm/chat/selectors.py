@@ -11,7 +11,8 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from crm.chat.models import (
     ChatConversation,
@@ -131,8 +132,9 @@ def conversation_list(
     """The inbox: one status tab, filtered, newest activity first, with unread counts.
 
     ``assigned`` is "me", "unassigned" or an agent id. Unread counts come from a
-    subquery annotation, so the list costs the same number of queries whatever
-    its length.
+    correlated subquery, not a join + GROUP BY: PostgreSQL then evaluates it only for
+    the page's rows (after ORDER BY … LIMIT) instead of counting every message of the
+    tab, so a page costs the same at 1k and 100k conversations.
     """
     qs = visible_conversations(agent=agent, include_deleted=status == "deleted")
     if status == "deleted":
@@ -162,13 +164,21 @@ def conversation_list(
         )
     return (
         qs.select_related("visitor", "widget", "user_assigned")
-        .annotate(
-            unread_count=Count(
-                "messages",
-                filter=Q(messages__sender_type="visitor", messages__read_at__isnull=True),
-            )
-        )
+        .annotate(unread_count=Coalesce(Subquery(_unread_of_row()), 0))
         .order_by("-last_message_at", "-id")
+    )
+
+
+def _unread_of_row() -> QuerySet[ChatMessage]:
+    """Unread visitor messages of the outer row's conversation (uses the unread index)."""
+    return (
+        ChatMessage.objects.filter(
+            conversation=OuterRef("pk"), sender_type="visitor", read_at__isnull=True
+        )
+        .order_by()
+        .values("conversation")
+        .annotate(n=Count("id"))
+        .values("n")
     )
 
 

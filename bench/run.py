@@ -1,0 +1,598 @@
+"""``python -m bench``: every benchmark, against a bare baseline measured in the same run.
+
+Phases (each bounded in count and time, all on 127.0.0.1):
+
+1. baseline  bare ASGI broadcast server (bench/baseline_server.py), same uvicorn + wsproto
+2. sqlite    the product on SQLite + in-memory channel layer, one worker; widget weight;
+             py-spy profile of the delivery hot path
+3. postgres  the product on PostgreSQL (database crm_bench) + a private Redis (db 14),
+             one worker, then two
+4. inbox     inbox pages at 1k / 10k / 100k generated conversations (database
+             crm_bench_inbox)
+
+Prints the table, writes bench/results.json; py-spy profiles and server logs go to
+var/bench/. Benchmark databases are dropped and processes stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Coroutine
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import load, profile, widget
+from bench.common import (
+    ROOT,
+    BenchError,
+    RedisServer,
+    Server,
+    cpu_of,
+    last_json_line,
+    loadavg,
+    machine_busy_seconds,
+    raise_nofile,
+    run_python,
+)
+from bench.db import Db, drop_database, pg_available, recreate_database
+from bench.report import Figure, Report, ratio
+
+BASELINE_APP = "bench.baseline_server:app"
+PRODUCT_APP = "crm.asgi:application"
+SEND_LIMITS = json.dumps({"send_message": [1_000_000, 60]})
+REALTIME_DB = "crm_bench"
+INBOX_DB = "crm_bench_inbox"
+PHASES = ("baseline", "sqlite", "postgres", "inbox")
+
+
+@dataclass
+class Plan:
+    quick: bool
+    latency: int
+    seconds: float
+    warmup: float
+    conversations: int
+    sockets: int
+    scales: list[int]
+    repeat: int
+    reply_every: int
+    profile_messages: int
+    deflate: bool
+    postgres: str
+    skip: set[str] = field(default_factory=set)
+    out: Path = ROOT / "bench" / "results.json"
+    check: bool = False
+
+
+def parse_args(argv: list[str] | None = None) -> Plan:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="crm-chat benchmarks against a bare ASGI baseline."
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--latency-messages", type=int, help="sequential messages (2000)")
+    parser.add_argument("--seconds", type=float, help="throughput window per run (10)")
+    parser.add_argument("--conversations", type=int, help="concurrent conversations (100)")
+    parser.add_argument("--sockets", type=int, help="idle visitor sockets (1000)")
+    parser.add_argument("--scales", help="inbox conversation counts (1000,10000,100000)")
+    parser.add_argument("--reply-every", type=int, default=5,
+                        help="the agent replies to every Nth visitor message (5; 0: never)")  # fmt: skip
+    parser.add_argument("--no-client-deflate", action="store_true",
+                        help="clients don't offer permessage-deflate (browsers do)")  # fmt: skip
+    parser.add_argument("--postgres", default=os.environ.get("CRM_BENCH_POSTGRES_URL",
+                        "postgres://postgres@127.0.0.1:5432"),
+                        help="PostgreSQL server for the crm_bench* databases")  # fmt: skip
+    parser.add_argument("--skip", default="", help=f"comma-separated phases: {', '.join(PHASES)}")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 unless every phase ran and every figure has a value "
+        "(what CI asserts; the targets are reported, not asserted)",
+    )
+    opts = parser.parse_args(argv)
+    quick = opts.quick
+    skip = {s.strip() for s in opts.skip.split(",") if s.strip()}
+    if unknown := skip - set(PHASES) - {"profile", "widget", "memory"}:
+        parser.error(f"unknown phase(s) to skip: {', '.join(sorted(unknown))}")
+    scales = opts.scales or ("1000,10000" if quick else "1000,10000,100000")
+    return Plan(
+        quick=quick,
+        latency=opts.latency_messages or (300 if quick else 2000),
+        seconds=opts.seconds or (3.0 if quick else 10.0),
+        warmup=1.0 if quick else 2.0,
+        conversations=opts.conversations or 100,
+        sockets=opts.sockets or (200 if quick else 1000),
+        scales=[int(s) for s in scales.split(",") if s.strip()],
+        repeat=5 if quick else 9,
+        reply_every=opts.reply_every,
+        profile_messages=200 if quick else 1000,
+        deflate=not opts.no_client_deflate,
+        postgres=opts.postgres,
+        skip=skip,
+        out=opts.json,
+        check=opts.check,
+    )
+
+
+def aio(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a client coroutine on uvloop when available (a lighter client, like the server)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Stack:
+    """One product deployment under test: its environment, database and world."""
+
+    key: str  # "sqlite" | "postgres"
+    title: str
+    env: dict[str, str]
+    db: Db
+    world: dict = field(default_factory=dict)
+    # Pids of the rest of the stack besides the workers (Redis); PostgreSQL backends are
+    # looked up each time (the pool opens connections as it needs them).
+    others: list[int] = field(default_factory=list)
+
+    def extra_cpu(self) -> Callable[[], float] | None:
+        """CPU seconds of this stack's PostgreSQL backends and Redis so far, or None."""
+        if self.key != "postgres":
+            return None
+        return lambda: cpu_of(self.db.backend_pids() + self.others)
+
+    def conversations(self) -> list[str]:
+        return [v["conversation"] for v in self.world["visitors"]]
+
+    def target(self, servers: list[Server], *, deflate: bool) -> load.Target:
+        return load.Target(
+            "product",
+            [s.port for s in servers],
+            key=self.world["key"],
+            origin=self.world["origin"],
+            cookie=self.world["cookie"],
+            tokens={v["conversation"]: v["token"] for v in self.world["visitors"]},
+            since=self.db.last_seqs,
+            deflate=deflate,
+        )
+
+
+class Bench:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.report = Report()
+        self.stack = ExitStack()
+        self.tmp = Path(tempfile.mkdtemp(prefix="crm-bench-"))
+        self.logs = ROOT / "var" / "bench"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.baseline: dict[str, Any] = {}
+        self.timings: dict[str, float] = {}
+        self.failed: list[str] = []
+
+    # ----------------------------------------------------------------- plumbing
+
+    def product_env(self, name: str, **extra: str) -> dict[str, str]:
+        data = self.tmp / name
+        data.mkdir(parents=True, exist_ok=True)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CRM_", "DJANGO_"))
+            and k not in {"DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}
+        }
+        env.update(
+            DJANGO_SETTINGS_MODULE="crm.settings",
+            CRM_DATA_DIR=str(data),
+            CRM_PUBLIC_URL="http://127.0.0.1",
+            SECRET_KEY=secrets.token_urlsafe(40),
+            LOG_LEVEL="WARNING",
+            # A benchmark, not an abuse test: let one visitor send as fast as it can.
+            CRM_CHAT_RATE_LIMITS=SEND_LIMITS,
+            **extra,
+        )
+        return env
+
+    def server(self, app: str, env: dict[str, str], log: str) -> Server:
+        return Server(app, env, log=self.logs / f"{log}.log")
+
+    def prepare(self, stack: Stack, visitors: int, assign: int) -> None:
+        t0 = time.perf_counter()
+        run_python(["-m", "crm.cli", "manage", "migrate", "--verbosity", "0"], stack.env,
+                   timeout=300, what=f"migrate ({stack.key})")  # fmt: skip
+        done = run_python(
+            ["-m", "bench.setup_world", "--visitors", str(visitors), "--assign", str(assign)],
+            stack.env,
+            timeout=600,
+            what=f"setup ({stack.key})",
+        )
+        stack.world = json.loads(last_json_line(done.stdout))
+        say(f"{stack.key}: migrated and created {visitors} visitors "
+            f"({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+
+    def phase(self, name: str, func: Callable[[], None]) -> None:
+        if name in self.plan.skip:
+            self.report.notes.append(f"- phase {name!r} skipped (--skip).")
+            return
+        t0 = time.perf_counter()
+        say(f"phase {name}")
+        try:
+            func()
+        except BenchError as exc:
+            self.failed.append(name)
+            self.report.notes.append(f"- phase {name!r} did not finish: {exc}")
+            say(f"phase {name} failed: {exc}")
+            if name == "baseline":
+                raise
+        except Exception as exc:
+            self.failed.append(name)
+            self.report.notes.append(f"- phase {name!r} crashed: {exc!r}")
+            traceback.print_exc()
+            if name == "baseline":
+                raise
+        finally:
+            self.timings[name] = round(time.perf_counter() - t0, 1)
+
+    def run(self) -> Report:
+        raise_nofile(self.plan.sockets * 2 + 1024)
+        t0 = time.perf_counter()
+        # How busy the machine is without us: other work competes for the same cores.
+        busy0 = machine_busy_seconds()
+        time.sleep(1.0)
+        self.report.meta.update(
+            busy_cores_before=round(machine_busy_seconds() - busy0, 2),
+            loadavg_start=loadavg(),
+            **_git_state(),
+        )
+        try:
+            self.phase("baseline", self.run_baseline)
+            self.phase("sqlite", self.run_sqlite)
+            self.phase("postgres", self.run_postgres)
+            self.phase("inbox", self.run_inbox)
+        finally:
+            self.stack.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        self.report.meta.update(
+            quick=self.plan.quick,
+            plan={k: (sorted(v) if isinstance(v, set) else str(v) if isinstance(v, Path) else v)
+                  for k, v in self.plan.__dict__.items()},
+            phase_seconds=self.timings,
+            loadavg_end=loadavg(),
+            total_seconds=round(time.perf_counter() - t0, 1),
+        )  # fmt: skip
+        return self.report
+
+    # ----------------------------------------------------------------- baseline
+
+    def run_baseline(self) -> None:
+        plan, env = self.plan, dict(os.environ)
+        rooms = [f"room-{i}" for i in range(1 + plan.conversations + plan.sockets)]
+        with self.server(BASELINE_APP, env, "baseline") as srv:
+            target = load.Target("baseline", [srv.port], deflate=plan.deflate)
+            lat = aio(load.latency(target, rooms[0], plan.latency, srv.cpu))
+            tput = aio(self.throughput(target, rooms[1 : 1 + plan.conversations], [srv], None))
+        memory = self.memory(BASELINE_APP, env, "baseline", lambda s, d: load.Target(
+            "baseline", [s.port], deflate=d), rooms[1 + plan.conversations :])  # fmt: skip
+        self.baseline = {"latency": lat, "throughput": tput, "memory": memory}
+        self.report.raw["baseline"] = self.baseline
+        sec = "Bare ASGI baseline (uvicorn ws=wsproto, no Django, no database)"
+        add = self.report.add
+        add(Figure(sec, f"delivery p50, {plan.latency} sequential", lat["p50_ms"], "ms"))
+        add(Figure(sec, "delivery p99", lat["p99_ms"], "ms"))
+        add(Figure(sec, "server CPU per delivered message", lat["cpu_us_per_msg"], "us"))
+        add(Figure(sec, f"messages/s, {plan.conversations} pairs", tput["acked_per_s"], "/s",
+                   note=f"(server {tput['server_cpu_cores']:.2f} + client "
+                        f"{tput['client_cpu_cores']:.2f} cores)"))  # fmt: skip
+        for variant, label in self._memory_variants():
+            add(Figure(sec, f"RSS per idle socket, {label}",
+                       memory[variant]["kb_per_socket"], "KB"))  # fmt: skip
+
+    def _memory_variants(self) -> list[tuple[str, str]]:
+        both = [("deflate", "client offers deflate"), ("plain", "client without deflate")]
+        return both if self.plan.deflate else both[1:]
+
+    def memory(
+        self,
+        app: str,
+        env: dict[str, str],
+        log: str,
+        make_target: Callable[[Server, bool], load.Target],
+        conversations: list[str],
+    ) -> dict:
+        """Idle sockets against a fresh server per variant (freed memory would be reused)."""
+        out = {}
+        for variant, _ in self._memory_variants():
+            with self.server(app, env, f"{log}-memory-{variant}") as srv:
+                target = make_target(srv, variant == "deflate")
+                out[variant] = aio(load.idle_sockets(target, conversations, srv.rss_kb))
+        return out
+
+    async def throughput(
+        self,
+        target: load.Target,
+        conversations: list[str],
+        servers: list[Server],
+        stack: Stack | None,
+    ) -> dict:
+        return await load.throughput(
+            target,
+            conversations,
+            duration=self.plan.seconds,
+            warmup=self.plan.warmup,
+            reply_every=self.plan.reply_every,
+            cpu=lambda: sum(s.cpu() for s in servers),
+            stored=stack.db.count_messages if stack else None,
+            extra_cpu=stack.extra_cpu() if stack else None,
+        )
+
+    # ------------------------------------------------------------------ product
+
+    def run_sqlite(self) -> None:
+        env = self.product_env("sqlite")
+        stack = Stack("sqlite", "Product: SQLite + in-memory channel layer, 1 worker", env,
+                      Db(sqlite_path=Path(env["CRM_DATA_DIR"]) / "crm.sqlite3"))  # fmt: skip
+        self.stack.callback(stack.db.close)
+        self.run_product(stack, workers=(1,))
+
+    def run_postgres(self) -> None:
+        why = pg_available(self.plan.postgres)
+        if why:
+            raise BenchError(f"PostgreSQL at {self.plan.postgres} is not reachable: {why}")
+        redis = RedisServer()
+        self.stack.callback(redis.stop)
+        url = recreate_database(self.plan.postgres, REALTIME_DB)
+        self.stack.callback(drop_database, self.plan.postgres, REALTIME_DB)
+        env = self.product_env("postgres", DATABASE_URL=url, REDIS_URL=redis.url(14))
+        stack = Stack("postgres", "Product: PostgreSQL + Redis (RedisPubSubChannelLayer)", env,
+                      Db(pg_url=url), others=[redis.proc.pid])  # fmt: skip
+        self.stack.callback(stack.db.close)
+        self.run_product(stack, workers=(1, 2))
+
+    def run_product(self, stack: Stack, workers: tuple[int, ...]) -> None:
+        plan = self.plan
+        n_conv = plan.conversations
+        self.prepare(stack, visitors=1 + n_conv + plan.sockets, assign=1 + n_conv)
+        convs = stack.conversations()
+        lat_conv, tput_convs, idle_convs = convs[0], convs[1 : 1 + n_conv], convs[1 + n_conv :]
+        raw: dict[str, Any] = {}
+        self.report.raw[stack.key] = raw
+        with self.server(PRODUCT_APP, stack.env, f"{stack.key}-1") as srv:
+            target = stack.target([srv], deflate=plan.deflate)
+            if stack.key == "sqlite" and "widget" not in plan.skip:
+                raw["widget"] = widget.measure(srv.port, stack.world["key"])
+            say(f"{stack.key}: latency, {plan.latency} sequential messages")
+            stored0 = stack.db.count_messages()
+            raw["latency"] = aio(load.latency(target, lat_conv, plan.latency, srv.cpu,
+                                              extra_cpu=stack.extra_cpu()))  # fmt: skip
+            # Warm-up messages are stored too; CPU was measured over the counted ones.
+            raw["latency"]["stored"] = stack.db.count_messages() - stored0
+            say(f"{stack.key}: throughput, {n_conv} conversations, {plan.seconds:.0f} s")
+            raw["throughput_1"] = aio(self.throughput(target, tput_convs, [srv], stack))
+            if "profile" not in plan.skip:
+                raw["profile"] = self.profile(stack, srv, target, lat_conv)
+        if 2 in workers:
+            say(f"{stack.key}: throughput with 2 workers")
+            with (
+                self.server(PRODUCT_APP, stack.env, f"{stack.key}-2a") as a,
+                self.server(PRODUCT_APP, stack.env, f"{stack.key}-2b") as b,
+            ):
+                target = stack.target([a, b], deflate=plan.deflate)
+                raw["throughput_2"] = aio(self.throughput(target, tput_convs, [a, b], stack))
+        if "memory" not in plan.skip:
+            say(f"{stack.key}: {plan.sockets} idle visitor sockets")
+            raw["memory"] = self.memory(PRODUCT_APP, stack.env, f"{stack.key}-memory",
+                                        lambda s, d: stack.target([s], deflate=d), idle_convs)  # fmt: skip
+        self.product_figures(stack, raw)
+
+    def profile(self, stack: Stack, srv: Server, target: load.Target, conversation: str) -> dict:
+        if profile.available() is None:
+            self.report.notes.append("- profile skipped: py-spy is not installed.")
+            return {}
+        say(f"{stack.key}: profiling {self.plan.profile_messages} deliveries with py-spy")
+        out = self.logs / f"profile-{stack.key}.txt"
+        out.unlink(missing_ok=True)
+        before = stack.db.count_messages()
+        spy = profile.Profiler(srv.pid, out)
+        try:
+            time.sleep(1.0)  # let py-spy attach
+            measured = aio(load.latency(target, conversation, self.plan.profile_messages,
+                                        srv.cpu, warmup=0))  # fmt: skip
+        finally:
+            spy.stop()
+        summary = profile.summarize(out, messages=stack.db.count_messages() - before)
+        summary["raw_file"] = str(out.relative_to(ROOT))
+        summary["measured_cpu_us_per_msg"] = measured["cpu_us_per_msg"]
+        return summary
+
+    def product_figures(self, stack: Stack, raw: dict) -> None:
+        plan, base, add = self.plan, self.baseline, self.report.add
+        sec = stack.title
+        lat, blat = raw["latency"], base["latency"]
+        add(Figure(sec, "delivery p50, visitor -> agent, persisted", lat["p50_ms"], "ms",
+                   blat["p50_ms"], "bare", ratio(lat["p50_ms"], blat["p50_ms"])))  # fmt: skip
+        r = ratio(lat["p99_ms"], blat["p99_ms"])
+        add(Figure(sec, "delivery p99", lat["p99_ms"], "ms", blat["p99_ms"], "bare", r,
+                   "<= 5x bare", r is not None and r <= 5))  # fmt: skip
+        if lat["stored"] < lat["messages"]:
+            self.report.notes.append(
+                f"- {stack.key}: only {lat['stored']} of {lat['messages']} latency messages "
+                "were stored."
+            )
+        cpu = lat["cpu_us_per_msg"]
+        r = ratio(cpu, blat["cpu_us_per_msg"])
+        add(Figure(sec, "server CPU per persisted delivered message", cpu, "us",
+                   blat["cpu_us_per_msg"], "bare", r, "<= 10x bare", r is not None and r <= 10))  # fmt: skip
+        if stack.key == "postgres":
+            whole = cpu + lat["db_redis_cpu_s"] / lat["messages"] * 1e6
+            add(Figure(sec, "  same, plus PostgreSQL backends + Redis", whole, "us",
+                       blat["cpu_us_per_msg"], "bare", ratio(whole, blat["cpu_us_per_msg"])))  # fmt: skip
+        t1, bt = raw["throughput_1"], base["throughput"]
+        add(Figure(sec, f"persisted messages/s, 1 worker, {plan.conversations} conversations",
+                   t1["stored_per_s"], "/s", bt["acked_per_s"], "bare",
+                   ratio(t1["stored_per_s"], bt["acked_per_s"]), ">= 1,000/s",
+                   t1["stored_per_s"] >= 1000,
+                   note=f"(server {t1['server_cpu_cores']:.2f} cores{self._db_cores(t1)})"))  # fmt: skip
+        add(Figure(sec, "  agent socket live deliveries/s (same run)",
+                   t1["agent_delivered_per_s"], "/s",
+                   note=f"({t1['undelivered_to_agent']} of {t1['visitor_sent']} never "
+                        "delivered live)"))  # fmt: skip
+        if "throughput_2" in raw:
+            t2 = raw["throughput_2"]
+            r = ratio(t2["stored_per_s"], t1["stored_per_s"])
+            add(Figure(sec, "persisted messages/s, 2 workers", t2["stored_per_s"], "/s",
+                       t1["stored_per_s"], "1 worker", r, ">= 1.6x 1 worker",
+                       r is not None and r >= 1.6,
+                       note=f"(servers {t2['server_cpu_cores']:.2f} cores{self._db_cores(t2)})"))  # fmt: skip
+        for variant, label in self._memory_variants():
+            if "memory" not in raw:
+                break
+            kb, bkb = (
+                raw["memory"][variant]["kb_per_socket"],
+                base["memory"][variant]["kb_per_socket"],
+            )
+            add(Figure(sec, f"RSS per idle visitor socket, {label}", kb, "KB", bkb, "bare",
+                       ratio(kb, bkb), "<= 30 KB", kb <= 30))  # fmt: skip
+        if "widget" in raw:
+            self.widget_figures(raw["widget"])
+
+    @staticmethod
+    def _db_cores(t: dict) -> str:
+        return f", db+redis {t['db_redis_cpu_cores']:.2f}" if t.get("db_redis_cpu_cores") else ""
+
+    def widget_figures(self, w: dict) -> None:
+        sec, a, add = "Widget weight (gzip -9)", widget.ANCHORS, self.report.add
+        add(Figure(sec, "loader /p/chat/<key>.js", w["loader_gz"], "B", a["rocketchat_loader"],
+                   "Rocket.Chat", ratio(w["loader_gz"], a["rocketchat_loader"]), "<= 1 KB",
+                   w["loader_gz"] <= 1024))  # fmt: skip
+        parts = " + ".join(f"{k} {v}" for k, v in w["parts_gz"].items())
+        add(Figure(sec, "first open: iframe HTML + widget.js + widget.css", w["first_open_gz"], "B",
+                   a["rocketchat_iframe"], "Rocket.Chat",
+                   ratio(w["first_open_gz"], a["rocketchat_iframe"]), "<= 12 KB",
+                   w["first_open_gz"] <= 12 * 1024, note=f"({parts})"))  # fmt: skip
+        add(Figure(sec, "  first open vs Papercups widget", w["first_open_gz"], "B",
+                   a["papercups_widget"], "Papercups",
+                   ratio(w["first_open_gz"], a["papercups_widget"])))  # fmt: skip
+
+    # -------------------------------------------------------------------- inbox
+
+    def run_inbox(self) -> None:
+        why = pg_available(self.plan.postgres)
+        if why:
+            raise BenchError(f"PostgreSQL at {self.plan.postgres} is not reachable: {why}")
+        url = recreate_database(self.plan.postgres, INBOX_DB)
+        self.stack.callback(drop_database, self.plan.postgres, INBOX_DB)
+        env = self.product_env("inbox", DATABASE_URL=url)
+        run_python(["-m", "crm.cli", "manage", "migrate", "--verbosity", "0"], env,
+                   timeout=300, what="migrate (inbox)")  # fmt: skip
+        scales = ",".join(str(s) for s in self.plan.scales)
+        done = run_python(
+            ["-m", "bench.inbox", "--scales", scales, "--repeat", str(self.plan.repeat)],
+            env,
+            timeout=900,
+            what="inbox benchmark",
+        )
+        for line in done.stderr.strip().splitlines():
+            if line.startswith(("inbox:", "generate:")):
+                say(line)
+        data = json.loads(last_json_line(done.stdout))
+        self.report.raw["inbox"] = data
+        rows = data["scales"]
+        first = rows[0]
+        sec = "Inbox server time (PostgreSQL, Owner, median, Django test client in-process)"
+        for page, label in (("list", "list /crm/chat/"), ("conversation", "conversation page")):
+            for row in rows:
+                ms, base_ms = row[page]["median_ms"], first[page]["median_ms"]
+                self.report.add(
+                    Figure(
+                        sec,
+                        f"{label} @ {row['conversations']:,} conversations",
+                        ms,
+                        "ms",
+                        base_ms,
+                        f"@{first['conversations']:,}",
+                        ratio(ms, base_ms),
+                        "<= 30 ms, flat",
+                        ms <= 30,
+                        note=f"({row[page]['queries']} queries)",
+                    )
+                )
+        if not data.get("valid", True):
+            self.report.notes.append(f"- generated data failed validation: {data.get('problems')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    plan = parse_args(argv)
+    os.chdir(ROOT)
+    bench = Bench(plan)
+    try:
+        report = bench.run()
+    except KeyboardInterrupt:
+        say("interrupted; stopped every process and dropped the benchmark databases")
+        return 130
+    except Exception as exc:
+        say(f"failed: {exc}")
+        return 1
+    report.notes.insert(0, _footnote(plan))
+    busy = report.meta.get("busy_cores_before", 0)
+    if busy > 0.3:
+        report.notes.insert(1, f"- other work was using {busy:.2f} cores when the run began: it "
+                               "competes with the servers for the machine's cores.")  # fmt: skip
+    print()
+    print(report.table())
+    with suppress(OSError):
+        report.write(plan.out)
+        say(f"wrote {plan.out.relative_to(ROOT) if plan.out.is_relative_to(ROOT) else plan.out}"
+            f" ({report.meta['total_seconds']:.0f} s)")  # fmt: skip
+    if plan.check:
+        return _check(bench, report)
+    return 0
+
+
+def _check(bench: Bench, report: Report) -> int:
+    """CI keeps the harness working: every phase ran and produced every figure."""
+    missing = [f"{f.section}: {f.label}" for f in report.figures if f.value is None]
+    problems = [f"phase {name} failed" for name in bench.failed] + [
+        f"no value for {label}" for label in missing
+    ]
+    if not report.figures:
+        problems.append("no figures at all")
+    for problem in problems:
+        say(f"check: {problem}")
+    say("check: every figure produced" if not problems else "check: FAILED")
+    return 1 if problems else 0
+
+
+def _git_state() -> dict:
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.rstrip("\n")
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "src_uncommitted": changed}
+
+
+def _footnote(plan: Plan) -> str:
+    return (
+        f"Notes: {'--quick run; ' if plan.quick else ''}clients "
+        f"{'offer' if plan.deflate else 'do not offer'} permessage-deflate "
+        "(browsers do); the load generator shares the machine's cores with the servers; "
+        "server CPU is the uvicorn worker processes only (PostgreSQL and Redis excluded "
+        "unless said). Details: bench/README.md; raw numbers: bench/results.json."
+    )
