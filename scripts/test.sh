@@ -48,3 +48,8 @@ echo "test: pytest on SQLite"
 
 echo "test: pytest on PostgreSQL"
 DATABASE_URL="$PG_URL" "$BIN/pytest" "$@"
+
+# The benchmark harness must keep working: a quick run that fails unless every
+# phase ran and every figure was produced (the targets are reported, not asserted).
+echo "test: bench --quick --check"
+"$BIN/python" -m bench --quick --check --json var/bench/quick-results.json
