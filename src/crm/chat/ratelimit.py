@@ -18,7 +18,9 @@ IP_FACTOR = 4  # several visitors may share one IP (offices, mobile carriers)
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+# Not frozen: code the exception passes through may set its __traceback__ (contextlib's
+# context managers do), which a frozen dataclass turns into a FrozenInstanceError.
+@dataclass
 class Limited(Exception):
     action: str
     retry_after: int

@@ -5,6 +5,9 @@ Windows are an hour long so a test never straddles a fixed-window boundary.
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from django.test import Client
 
 from crm.chat import ratelimit
@@ -141,3 +144,157 @@ class OtherLimitTests:
             a.identify()
         _assert_limited(a.identify())
         assert b.identify().status_code == 201
+
+
+class FloodTests:
+    """One visitor or one address flooding: refused with Retry-After, nobody else is."""
+
+    def test_a_flooding_ip_is_refused_while_visitors_elsewhere_are_served(
+        self, world: ChatWorld, settings
+    ) -> None:
+        settings.CRM_CHAT_RATE_LIMITS = rate_limits(send_message=(2, HOUR))
+        flooder = PublicApi(Client(REMOTE_ADDR="203.0.113.7"), world.widget.public_key)
+        elsewhere = PublicApi(Client(REMOTE_ADDR="198.51.100.1"), world.widget.public_key)
+        flooding = []
+        for _ in range(ratelimit.IP_FACTOR):  # each token stays within its own limit
+            visitor, token = new_visitor(world.widget)
+            flooding.append((world.conversation(visitor), token))
+        sent = 0
+        for conv, token in flooding:
+            for _ in range(2):
+                response = flooder.call(
+                    "post", flooder.messages_path(conv), {"body": "spam"}, token=token
+                )
+                sent += response.status_code == 201
+        assert sent == 2 * ratelimit.IP_FACTOR  # exactly the address's limit
+        conv, token = flooding[0]
+        _assert_limited(
+            flooder.call("post", flooder.messages_path(conv), {"body": "more"}, token=token)
+        )
+        # A brand-new visitor on the same address is refused too: the address is spent.
+        fresh_visitor, fresh_token = new_visitor(world.widget)
+        fresh = world.conversation(fresh_visitor)
+        _assert_limited(
+            flooder.call("post", flooder.messages_path(fresh), {"body": "hi"}, token=fresh_token)
+        )
+        # Everyone else is served, and the flooders can still read their chats.
+        mine = world.conversation()
+        ok = elsewhere.call(
+            "post", elsewhere.messages_path(mine), {"body": "hi"}, token=world.token
+        )
+        assert ok.status_code == 201, ok.content
+        assert flooder.call("get", flooder.messages_path(conv), token=token).status_code == 200
+        assert ChatMessage.objects.filter(body="hi").count() == 1
+        assert ChatMessage.objects.filter(body__in=["more"]).count() == 0
+
+    def test_x_forwarded_for_does_not_split_an_address_into_many(
+        self, world: ChatWorld, settings
+    ) -> None:
+        """The visitor's address is the connection's (uvicorn resolves trusted proxies)."""
+        settings.CRM_CHAT_RATE_LIMITS = rate_limits(create_visitor=(1, HOUR))
+        api = PublicApi(Client(REMOTE_ADDR="203.0.113.7"), world.widget.public_key)
+        statuses = [
+            api.identify(headers={"X-Forwarded-For": f"192.0.2.{i}"}).status_code
+            for i in range(ratelimit.IP_FACTOR + 1)
+        ]
+        assert statuses == [201] * ratelimit.IP_FACTOR + [429]
+
+    def test_the_limit_lifts_when_its_window_ends(
+        self, world: ChatWorld, public: PublicApi, settings
+    ) -> None:
+        import time_machine
+
+        settings.CRM_CHAT_RATE_LIMITS = rate_limits(send_message=(1, 60))
+        path = public.messages_path(world.conversation())
+        with time_machine.travel(1_899_999_980.5, tick=False) as clock:  # 20 s into a window
+            assert public.call("post", path, {"body": "a"}, token=world.token).status_code == 201
+            refused = public.call("post", path, {"body": "b"}, token=world.token)
+            _assert_limited(refused, window=60)
+            wait = int(refused["Retry-After"])
+            assert wait == 40  # exactly the rest of the window, not a made-up number
+            clock.shift(wait - 1)
+            _assert_limited(public.call("post", path, {"body": "b"}, token=world.token), 60)
+            clock.shift(1)
+            assert public.call("post", path, {"body": "b"}, token=world.token).status_code == 201
+
+
+@pytest.mark.django_db(transaction=True)
+class SocketFloodTests:
+    """The visitor socket spends the same per-visitor budget as the HTTP API."""
+
+    @staticmethod
+    async def _socket(world: ChatWorld, token: str, conv) -> Any:  # type: ignore[no-untyped-def]
+        from channels.testing import WebsocketCommunicator
+
+        from crm.asgi import application
+
+        comm = WebsocketCommunicator(
+            application,
+            f"/p/chat/{world.widget.public_key}/ws",
+            headers=[(b"host", b"testserver"), (b"origin", SHOP.encode())],
+        )
+        connected, _ = await comm.connect()
+        assert connected
+        await comm.send_json_to(
+            {"type": "auth", "token": token, "conversation": str(conv.external_id), "since": 0}
+        )
+        while (await comm.receive_json_from(timeout=3))["type"] != "ready":
+            pass
+        return comm
+
+    @staticmethod
+    async def _send(comm: Any, client_id: str) -> dict:
+        await comm.send_json_to({"type": "send", "body": client_id, "client_id": client_id})
+        while True:
+            frame = await comm.receive_json_from(timeout=3)
+            if frame.get("client_id") == client_id and frame["type"] in {"ack", "error"}:
+                return frame
+
+    async def test_a_flooding_socket_is_refused_while_other_visitors_chat_on(
+        self, settings
+    ) -> None:
+        from asgiref.sync import sync_to_async
+
+        from tests.chat.conftest import make_world
+
+        settings.CRM_CHAT_RATE_LIMITS = rate_limits(send_message=(3, HOUR))
+        world = await sync_to_async(make_world)()
+        other, other_token = await sync_to_async(new_visitor)(world.widget)
+        mine = await sync_to_async(world.conversation)()
+        theirs = await sync_to_async(world.conversation)(other)
+        flooder = await self._socket(world, world.token, mine)
+        bystander = await self._socket(world, other_token, theirs)
+        try:
+            answers = [await self._send(flooder, f"f{i}") for i in range(5)]
+            assert [a["type"] for a in answers] == ["ack"] * 3 + ["error"] * 2
+            for refused in answers[3:]:
+                assert refused["code"] == "rate_limited"
+                assert "wait" in refused["message"] and "try again" in refused["message"]
+            assert (await self._send(bystander, "b0"))["type"] == "ack"
+            # Switching to HTTP doesn't open a fresh budget for the flooder.
+            api = PublicApi(Client(), world.widget.public_key)
+            over_http = await sync_to_async(api.call)(
+                "post", api.messages_path(mine), {"body": "via http"}, token=world.token
+            )
+            _assert_limited(over_http)
+        finally:
+            await flooder.disconnect()
+            await bystander.disconnect()
+        bodies = await sync_to_async(
+            lambda: sorted(ChatMessage.objects.values_list("body", flat=True))
+        )()
+        assert bodies == ["b0", "f0", "f1", "f2"]
+
+
+def test_the_refusal_survives_context_managers_on_its_way_up() -> None:
+    """contextlib sets ``__traceback__`` on what passes through (as the socket's database
+    hops do); the refusal must reach its handler, not turn into another error there."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def around():  # type: ignore[no-untyped-def]
+        yield
+
+    with pytest.raises(ratelimit.Limited) as caught, around():
+        raise ratelimit.Limited("send_message", 7)
+    assert caught.value.retry_after == 7
