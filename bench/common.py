@@ -118,7 +118,7 @@ def uvicorn_command(app: str, port: int) -> list[str]:
     """The one server command line for the baseline and the product (same uvicorn, same ws)."""
     return [
         PYTHON, "-m", "uvicorn", app, "--host", HOST, "--port", str(port), "--ws", "wsproto",
-        "--lifespan", "off", "--log-level", "warning", "--no-access-log",
+        "--ws-per-message-deflate", "false", "--lifespan", "off", "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
 
 

@@ -102,8 +102,11 @@ def _serve(opts: argparse.Namespace) -> None:
         host=opts.host,
         port=opts.port,
         workers=opts.workers,
-        # wsproto keeps idle sockets small (no per-message-deflate state); see PERF.md.
+        # wsproto without per-message-deflate keeps an idle socket near 30 KB instead of
+        # ~130 KB (zlib state per socket, for chat frames of a few hundred bytes that
+        # barely compress); see bench/README.md.
         ws="wsproto",
+        ws_per_message_deflate=False,
         log_level=opts.log_level,
         lifespan="off",
         proxy_headers=True,
