@@ -241,7 +241,7 @@
       else if (ev.type === "read" && ev.reader === "user") { if (ev.up_to_seq > S.readUpTo) { S.readUpTo = ev.up_to_seq; refreshStates(); } }
       else if (ev.type === "typing" && ev.sender_type === "user") typing(ev);
       else if (ev.type === "presence") setAgents(ev.agents_online);
-      else if (ev.type === "error") { if (ev.code === "rate_limited") showBanner(ev.message); else failSend(ev); }
+      else if (ev.type === "error") { if (ev.code === "rate_limited") limited(ev); else failSend(ev); }
     };
     ws.onclose = function () { clearInterval(S.ping); var was = S.wsReady; S.ws = null; S.wsReady = false; if (!was) S.wsFails++; wsFailed(); };
   }
@@ -318,6 +318,13 @@
     if (ev.message) showBanner(ev.message);
     if (!m) return;
     m.failed = true; m.sent = false; render(m);
+  }
+  // Over the limit on the socket: shown as not sent (with Retry) and tried again later,
+  // as after a 429 over HTTP, instead of staying "Sending…" until the next reconnect.
+  function limited(ev) {
+    failSend(ev);
+    var m = S.pending[ev.client_id];
+    if (m) setTimeout(function () { retry(m); }, (ev.retry_after || 5) * 1000);
   }
   function retry(m) { if (S.pending[m.client_id]) { showBanner(""); deliver(m); } }
   function flushPending() {
