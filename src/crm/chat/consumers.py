@@ -332,7 +332,9 @@ class VisitorConsumer(_ChatSocket):
         try:
             payload = await in_db(self._send, content.get("body"), client_id)
         except ratelimit.Limited as exc:
-            await self.send_error("rate_limited", exc.message, client_id=client_id)
+            await self.send_error(
+                "rate_limited", exc.message, client_id=client_id, retry_after=exc.retry_after
+            )
             return
         except (ValidationError, ChatError) as exc:
             await self.send_error("invalid", _error_text(exc), client_id=client_id)

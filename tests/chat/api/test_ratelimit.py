@@ -269,6 +269,7 @@ class SocketFloodTests:
             assert [a["type"] for a in answers] == ["ack"] * 3 + ["error"] * 2
             for refused in answers[3:]:
                 assert refused["code"] == "rate_limited"
+                assert 1 <= refused["retry_after"] <= HOUR  # the socket's Retry-After
                 assert "wait" in refused["message"] and "try again" in refused["message"]
             assert (await self._send(bystander, "b0"))["type"] == "ack"
             # Switching to HTTP doesn't open a fresh budget for the flooder.
