@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
+from django.db.models import BigIntegerField, Exists, Max, OuterRef, Subquery, Value
 from django.utils import timezone
 
 from crm.chat import events, geo, notifications, presence
@@ -359,12 +359,13 @@ class ChatService:
         client_id = self._clean_client_id(client_id)
         with transaction.atomic():
             conv = self._lock(conversation)
-            if client_id and (dup := self._find_duplicate(conv, "visitor", visitor.pk, client_id)):
+            dup, wrote_before = self._send_checks(conv, "visitor", visitor.pk, client_id)
+            if dup:
                 return SendResult(dup, False)
             if conv.status == ChatConversation.STATUS_CLOSED:
                 self._set_status(conv, ChatConversation.STATUS_OPEN)
                 self._append(conv, sender_type="system", body="The visitor reopened the chat.")
-            first = not conv.messages.filter(sender_type="visitor").exists()
+            first = not wrote_before
             message = self._append(
                 conv,
                 sender_type="visitor",
@@ -411,7 +412,8 @@ class ChatService:
         client_id = self._clean_client_id(client_id)
         with transaction.atomic():
             conv = self._lock(conversation)
-            if client_id and (dup := self._find_duplicate(conv, "user", agent.pk, client_id)):
+            dup, _ = self._send_checks(conv, "user", agent.pk, client_id)
+            if dup:
                 return SendResult(dup, False)
             if conv.status == ChatConversation.STATUS_CLOSED:
                 raise ConversationClosed("This chat is closed; reopen it to reply.")
@@ -642,12 +644,42 @@ class ChatService:
 
     @staticmethod
     def _lock(conversation: ChatConversation) -> ChatConversation:
-        """Lock the conversation row: it serialises seq allocation and status changes."""
+        """Lock the conversation row: it serialises seq allocation and status changes.
+
+        ``of=("self",)``: the widget joined in must not be locked too, or every send
+        on one widget would queue behind the others.
+        """
         return (
-            ChatConversation.objects.select_for_update()
+            ChatConversation.objects.select_for_update(of=("self",))
             .select_related("widget")
             .get(pk=conversation.pk)
         )
+
+    @staticmethod
+    def _send_checks(
+        conv: ChatConversation, sender_type: str, sender_id: int, client_id: str | None
+    ) -> tuple[ChatMessage | None, bool]:
+        """(the message an earlier try with this client_id stored, has this side written?)
+
+        One statement for both, run after the lock so that (in READ COMMITTED) it sees
+        what a concurrent try committed while this one waited for the row.
+        """
+        mine = ChatMessage.objects.filter(conversation=OuterRef("pk"), sender_type=sender_type)
+        row = (
+            ChatConversation.objects.filter(pk=conv.pk)
+            .annotate(
+                wrote=Exists(mine),
+                duplicate_id=(
+                    Subquery(mine.filter(sender_id=sender_id, client_id=client_id).values("pk")[:1])
+                    if client_id
+                    else Value(None, output_field=BigIntegerField())
+                ),
+            )
+            .values("wrote", "duplicate_id")
+            .get()
+        )
+        dup = ChatMessage.objects.get(pk=row["duplicate_id"]) if row["duplicate_id"] else None
+        return dup, row["wrote"]
 
     @staticmethod
     def _sync(target: ChatConversation, source: ChatConversation) -> None:
@@ -658,14 +690,6 @@ class ChatService:
             target.user_assigned = None
         elif "user_assigned" in source._state.fields_cache:
             target.user_assigned = source.user_assigned
-
-    @staticmethod
-    def _find_duplicate(
-        conv: ChatConversation, sender_type: str, sender_id: int, client_id: str
-    ) -> ChatMessage | None:
-        return ChatMessage.objects.filter(
-            conversation=conv, sender_type=sender_type, sender_id=sender_id, client_id=client_id
-        ).first()
 
     def _append(
         self,
@@ -693,8 +717,8 @@ class ChatService:
             created_at=now,
         )
         try:
-            with transaction.atomic():
-                message.save()
+            # No savepoint: a failure here aborts the caller's whole transaction anyway.
+            message.save(force_insert=True)
         except IntegrityError as exc:
             # Only reachable if a writer bypassed the row lock; surface it loudly.
             raise ChatError("The message could not be stored; please retry.") from exc
