@@ -242,3 +242,93 @@ def test_the_transcript_shows_the_agents_local_time(
     agent.goto(f"http://localhost:{crm.port}{conv.get_absolute_url()}")
 
     expect(agent.locator("#transcript .bubble.visitor time")).to_have_text("17:05")
+
+
+# Records what agent.js asks of the browser (the real APIs still run) and lets the
+# test say whether the tab is in the background.
+ALERT_SPY = """
+window.__notes = []; window.__beeps = 0;
+(() => {
+  const Real = window.Notification;
+  class Spy extends Real {
+    constructor(title, options) {
+      super(title, options);
+      window.__notes.push({ title, body: options && options.body, tag: options && options.tag });
+    }
+  }
+  Object.defineProperty(Spy, "permission", { get: () => Real.permission });
+  Spy.requestPermission = (...args) => Real.requestPermission(...args);
+  window.Notification = Spy;
+  const make = AudioContext.prototype.createOscillator;
+  AudioContext.prototype.createOscillator = function () { window.__beeps++; return make.call(this); };
+  Object.defineProperty(Document.prototype, "hidden", { configurable: true, get: () => !!window.__hidden });
+})();
+"""
+
+
+def test_a_background_tab_alerts_the_agent_as_chosen(
+    crm,  # noqa: F811
+    browser: Browser,
+    contexts: list[BrowserContext],
+) -> None:
+    from crm.chat.services import chat_service
+
+    crm_url = f"http://localhost:{crm.port}"
+    context = browser.new_context()
+    contexts.append(context)
+    context.grant_permissions(["notifications"], origin=crm_url)
+    context.add_init_script(ALERT_SPY)
+    agent = context.new_page()
+    agent.set_default_timeout(TIMEOUT_MS)
+    owner = _log_in_to_inbox(agent, crm_url)
+    wait_for(lambda: _html_dataset(agent, "agentTransport") == "ws")
+    agent.get_by_label("Play a sound").check()
+    agent.get_by_label("Show desktop notifications").check()
+    expect(agent.get_by_label("Show desktop notifications")).to_be_checked()
+    assert agent.evaluate("window.__beeps") == 1  # turning the sound on plays it once
+    agent.evaluate("window.__beeps = 0")
+
+    widget = chat_service.create_widget(name="Site")
+    visitor, _ = chat_service.identify_visitor(widget=widget, token=None)
+    chat_service.update_visitor_details(visitor=visitor, name="Ann <i>")
+    conv = chat_service.open_conversation(visitor=visitor)
+    crm.call(chat_service.send_visitor_message, conversation=conv, visitor=visitor, body="seen")
+    expect(agent.locator(f"#chat-link-{conv.external_id}")).to_be_visible()
+    assert agent.evaluate("[window.__notes.length, window.__beeps]") == [0, 0]  # tab in view
+
+    agent.evaluate("window.__hidden = true")
+    body = "<img src=x onerror=alert(1)> are you there?"
+    crm.call(chat_service.send_visitor_message, conversation=conv, visitor=visitor, body=body)
+    agent.wait_for_function("() => window.__notes.length === 1")
+
+    note = agent.evaluate("window.__notes[0]")
+    assert note == {"title": "Ann <i>", "body": body, "tag": f"crm-chat:{conv.external_id}"}
+    assert agent.evaluate("window.__beeps") >= 1
+    # An agent's reply is no reason to alert; the visitor's next message is.
+    crm.call(chat_service.send_agent_message, conversation=conv, agent=owner, body="hi")
+    crm.call(chat_service.send_visitor_message, conversation=conv, visitor=visitor, body="2nd")
+    agent.wait_for_function("() => window.__notes.some(n => n.body === '2nd')")
+    assert agent.evaluate("window.__notes.map(n => n.body)") == [body, "2nd"]
+
+    agent.reload()
+    expect(agent.get_by_label("Play a sound")).to_be_checked()
+    expect(agent.get_by_label("Show desktop notifications")).to_be_checked()
+
+
+def test_desktop_alerts_stay_off_when_the_browser_refuses(
+    crm,  # noqa: F811
+    browser: Browser,
+    contexts: list[BrowserContext],
+) -> None:
+    crm_url = f"http://localhost:{crm.port}"
+    context = browser.new_context()  # no permission granted: headless Chromium denies
+    contexts.append(context)
+    agent = context.new_page()
+    agent.set_default_timeout(TIMEOUT_MS)
+    _log_in_to_inbox(agent, crm_url)
+
+    agent.get_by_label("Show desktop notifications").check()
+
+    expect(agent.get_by_role("status")).to_contain_text("blocked")
+    expect(agent.get_by_label("Show desktop notifications")).not_to_be_checked()
+    assert agent.evaluate("JSON.parse(localStorage.getItem('crm-chat:alerts')).desktop") is False

@@ -16,6 +16,60 @@
   };
   window.crmAgent = agent;
 
+  // Alerts while the tab is hidden: a short sound and/or a desktop notification, as
+  // the agent chose on the inbox page (kept per browser). Notifications show text only.
+  var PREFS = "crm-chat:alerts", audio = null, lastUnread = null;
+  function prefs() { try { return JSON.parse(localStorage.getItem(PREFS)) || {}; } catch (e) { return {}; } }
+  function savePrefs(p) { try { localStorage.setItem(PREFS, JSON.stringify(p)); } catch (e) {} }
+  function beep() {
+    var Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return;
+    try {
+      audio = audio || new Ctx();
+      var t = audio.currentTime, osc = audio.createOscillator(), gain = audio.createGain();
+      osc.frequency.setValueAtTime(880, t);
+      osc.frequency.setValueAtTime(660, t + 0.12);
+      gain.gain.setValueAtTime(0.15, t);
+      gain.gain.exponentialRampToValueAtTime(0.001, t + 0.3);
+      osc.connect(gain); gain.connect(audio.destination);
+      osc.start(t); osc.stop(t + 0.3);
+    } catch (e) {}
+  }
+  function alertAgent(title, body, conv) {
+    if (!document.hidden) return;
+    var p = prefs();
+    if (p.sound) beep();
+    if (!p.desktop || !("Notification" in window) || Notification.permission !== "granted") return;
+    try {
+      var n = new Notification(title, { body: String(body).slice(0, 140), tag: "crm-chat:" + (conv || "unread") });
+      n.onclick = function () {
+        window.focus();
+        if (conv) location.href = el.dataset.chat + conv + "/";
+        n.close();
+      };
+    } catch (e) {}
+  }
+  function bindAlertControls() {
+    var sound = document.getElementById("alert-sound"), desktop = document.getElementById("alert-desktop");
+    var note = document.getElementById("alert-note");
+    if (!sound || !desktop) return;
+    var p = prefs();
+    sound.checked = !!p.sound;
+    desktop.checked = !!p.desktop && "Notification" in window && Notification.permission === "granted";
+    sound.addEventListener("change", function () { var q = prefs(); q.sound = sound.checked; savePrefs(q); if (sound.checked) beep(); });
+    desktop.addEventListener("change", function () {
+      var q = prefs();
+      note.textContent = "";
+      if (!desktop.checked) { q.desktop = false; savePrefs(q); return; }
+      if (!("Notification" in window)) { desktop.checked = false; note.textContent = "This browser can't show notifications."; return; }
+      Promise.resolve(Notification.permission === "granted" ? "granted" : Notification.requestPermission()).then(function (answer) {
+        var ok = answer === "granted";
+        desktop.checked = ok; q.desktop = ok; savePrefs(q);
+        if (!ok) note.textContent = "Notifications are blocked for this site in your browser settings.";
+      });
+    });
+  }
+
   function emit(name, detail) { document.dispatchEvent(new CustomEvent(name, { detail: detail })); }
   function setBadge(n) { if (!badge) return; badge.textContent = n > 99 ? "99+" : n; badge.hidden = !n; }
   var unreadTimer = null;
@@ -27,6 +81,9 @@
         .then(function (j) {
           if (!j) return;
           setBadge(j.unread);
+          // Without the socket, a growing unread count is the only sign of new messages.
+          if (!ready && lastUnread !== null && j.unread > lastUnread) alertAgent("New chat messages", j.unread + " unread", null);
+          lastUnread = j.unread;
           if (latest !== null && j.latest !== latest) emit("crm-chat:changed", {});
           latest = j.latest;
         }).catch(function () {});
@@ -58,6 +115,9 @@
       }
       // Pongs double as a freshness check: a missed event still shows up in the badge/list.
       if (ev.type === "message" || ev.type === "read" || ev.type === "status" || ev.type === "pong") refreshUnread();
+      if (ev.type === "message" && ev.message && ev.message.sender_type === "visitor") {
+        alertAgent(ev.message.sender_name, ev.message.body, ev.conversation);
+      }
       emit("crm-chat:event", ev);
     };
     ws.onclose = function () {
@@ -72,6 +132,7 @@
     startPolling();
     setTimeout(connect, Math.min(30000, 1000 * Math.pow(2, Math.min(fails, 5))));
   }
+  bindAlertControls();
   refreshUnread();
   connect();
 })();
