@@ -68,7 +68,7 @@ def _body_ok(text: str) -> bool:
 
 def _name_ok(text: str) -> bool:
     clean = text.strip()
-    return 0 < len(clean) <= 120 and not any(ord(c) < 32 for c in clean) and "\x00" not in text
+    return 0 < len(clean) <= 255 and not any(ord(c) < 32 for c in clean) and "\x00" not in text
 
 
 def _email_ok(text: str) -> bool:
@@ -371,7 +371,7 @@ class XssTests:
         )  # fmt: skip
         widget = chat_service.create_widget(name=WIDGET_NAME)
         visitor, token = chat_service.identify_visitor(widget=widget, token=None)
-        chat_service.update_visitor_details(visitor=visitor, name=PAYLOADS[0][:120])
+        chat_service.update_visitor_details(visitor=visitor, name=PAYLOADS[0][:255])
         conv = chat_service.open_conversation(visitor=visitor)
         origin = crm_origin(crm)
         bodies = list(dict.fromkeys(p.strip() for p in PAYLOADS if _body_ok(p)))
@@ -413,7 +413,7 @@ class XssTests:
         for probe in (agent_probe, visitor_probe):
             probe.check()
         agent_probe.text_shows("#transcript .text", bodies)
-        agent_probe.text_shows("#typing", [PAYLOADS[0][:120].strip()])
+        agent_probe.text_shows("#typing", [PAYLOADS[0][:255].strip()])
         visitor_probe.text_shows("#log", bodies)
         visitor_probe.text_shows("#typing", [f"{AGENT_FIRST} {AGENT_LAST}"])
         findings = agent_probe.findings + visitor_probe.findings

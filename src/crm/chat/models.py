@@ -227,7 +227,7 @@ class ChatVisitor(models.Model):
     widget = models.ForeignKey(ChatWidget, on_delete=models.CASCADE, related_name="visitors")
     # SHA-256 of the token; the token itself lives only in the visitor's browser.
     visitor_token = models.CharField(max_length=64, unique=True)
-    name = models.CharField(_("name"), max_length=120, blank=True)
+    name = models.CharField(_("name"), max_length=255, blank=True)
     email = models.EmailField(_("email"), max_length=254, blank=True)
     ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
     user_agent = models.CharField(_("user agent"), max_length=512, blank=True)

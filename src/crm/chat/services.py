@@ -229,8 +229,8 @@ class ChatService:
         errors: dict[str, str] = {}
         clean_name = (name or "").strip()
         clean_email = (email or "").strip().lower()
-        if len(clean_name) > 120:
-            errors["name"] = "Please use at most 120 characters for your name."
+        if len(clean_name) > 255:
+            errors["name"] = "Please use at most 255 characters for your name."
         elif any(ord(c) < 32 for c in clean_name):
             errors["name"] = "Your name contains characters that are not allowed."
         if clean_email:

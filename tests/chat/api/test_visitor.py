@@ -135,7 +135,7 @@ class UpdateVisitorTests:
 
     def test_it_rejects_an_over_long_name(self, world: ChatWorld, public: PublicApi):
         error = assert_error(
-            public.call("patch", "/visitor", {"name": "A" * 121}, token=world.token), 422
+            public.call("patch", "/visitor", {"name": "A" * 256}, token=world.token), 422
         )
         assert "name" in error["fields"]
 

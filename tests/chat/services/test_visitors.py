@@ -42,7 +42,7 @@ class IdentifyVisitorTests:
 
     @pytest.mark.parametrize(
         ("name", "email", "field"),
-        [("A" * 121, "", "name"), ("Ann", "not-an-email", "email"), ("Bad\x00", "", "name")],
+        [("A" * 256, "", "name"), ("Ann", "not-an-email", "email"), ("Bad\x00", "", "name")],
     )
     def test_it_rejects_bad_details_and_writes_nothing(self, world, name, email, field):
         with pytest.raises(ValidationError) as exc:
