@@ -150,6 +150,7 @@ PAGES = [
 HEADERS_PER_PAGE = (
     "Content-Security-Policy",
     "X-Content-Type-Options",
+    "Cross-Origin-Opener-Policy",
     "Referrer-Policy",
     "framing",
 )

@@ -218,7 +218,6 @@ class FloodTests:
             assert public.call("post", path, {"body": "b"}, token=world.token).status_code == 201
 
 
-@pytest.mark.django_db(transaction=True)
 class SocketFloodTests:
     """The visitor socket spends the same per-visitor budget as the HTTP API."""
 
@@ -251,14 +250,12 @@ class SocketFloodTests:
                 return frame
 
     async def test_a_flooding_socket_is_refused_while_other_visitors_chat_on(
-        self, settings
+        self, tworld: ChatWorld, settings
     ) -> None:
         from asgiref.sync import sync_to_async
 
-        from tests.chat.conftest import make_world
-
         settings.CRM_CHAT_RATE_LIMITS = rate_limits(send_message=(3, HOUR))
-        world = await sync_to_async(make_world)()
+        world = tworld
         other, other_token = await sync_to_async(new_visitor)(world.widget)
         mine = await sync_to_async(world.conversation)()
         theirs = await sync_to_async(world.conversation)(other)
@@ -281,9 +278,7 @@ class SocketFloodTests:
         finally:
             await flooder.disconnect()
             await bystander.disconnect()
-        bodies = await sync_to_async(
-            lambda: sorted(ChatMessage.objects.values_list("body", flat=True))
-        )()
+        bodies = sorted(ChatMessage.objects.values_list("body", flat=True))
         assert bodies == ["b0", "f0", "f1", "f2"]
 
 
