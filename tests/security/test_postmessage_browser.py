@@ -201,7 +201,7 @@ def _child(page: Page, frame_id: str) -> Frame:
     assert handle is not None
     frame = handle.content_frame()
     assert frame is not None
-    frame.wait_for_function("typeof window.attack === 'function'")
+    frame.wait_for_function("() => typeof window.attack === 'function'")
     return frame
 
 
@@ -212,7 +212,9 @@ class WidgetIgnoresForgedMessagesTests:
         host = scene["host"]
         context, page, widget_frame = _open_host(browser, scene)
         wait_for(_page_views(host.url("/")), what="the first page view")
-        is_phone = "document.documentElement.classList.contains('phone')"
+        # A function, not an expression: Playwright would eval() an expression in the
+        # page, which the widget's CSP (rightly) forbids.
+        is_phone = "() => document.documentElement.classList.contains('phone')"
         assert not widget_frame.evaluate(is_phone)
 
         for frame_id in ("foreign", "sibling"):
