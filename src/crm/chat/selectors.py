@@ -257,9 +257,26 @@ def chat_agents() -> QuerySet[AbstractBaseUser]:
     )
 
 
+def widget_choices() -> QuerySet[ChatWidget]:
+    """Widgets for the inbox's filter: names only, no counting."""
+    return ChatWidget.objects.only("id", "name").order_by("name", "id")
+
+
 def widget_list() -> QuerySet[ChatWidget]:
+    """Widgets with their team and conversation count (the settings list).
+
+    The count is a correlated subquery per widget (an index-only count on
+    ``widget_id``), not a join + GROUP BY over every conversation.
+    """
+    counts = (
+        ChatConversation.objects.filter(widget=OuterRef("pk"))
+        .order_by()
+        .values("widget")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
     return (
         ChatWidget.objects.select_related("team")
-        .annotate(conversation_count=Count("conversations"))
+        .annotate(conversation_count=Coalesce(Subquery(counts), 0))
         .order_by("name", "id")
     )

@@ -93,7 +93,7 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
         "filters": f,
         "counts": selectors.status_counts(agent=request.user),
         "agents": selectors.chat_agents(),
-        "widgets": selectors.widget_list(),
+        "widgets": selectors.widget_choices(),
         "query": query.urlencode(),
         "tab_query": tab_query.urlencode(),
     }
