@@ -117,6 +117,33 @@ class VisitorSocketTests:
         assert error["client_id"] == "c-2" and error["code"] == "invalid"
         await comm.disconnect()
 
+    async def test_a_socket_keeps_its_database_connection_between_messages(
+        self, tworld: ChatWorld
+    ) -> None:
+        from django.db.backends.signals import connection_created
+
+        conv = await sync_to_async(tworld.conversation)()
+        comm = await authed_visitor(tworld, conv)
+        await until(comm, "ready")
+        await comm.send_json_to({"type": "send", "body": "warm up", "client_id": "w-0"})
+        await until(comm, "ack")
+        opened: list[object] = []
+
+        def count(sender: object, **kwargs: object) -> None:
+            opened.append(sender)
+
+        connection_created.connect(count)
+        try:
+            for i in range(5):
+                await comm.send_json_to(
+                    {"type": "send", "body": f"m{i}", "client_id": f"w-{i + 1}"}
+                )
+                await until(comm, "ack")
+        finally:
+            connection_created.disconnect(count)
+        assert opened == []
+        await comm.disconnect()
+
     async def test_it_never_forwards_internal_notes(self, tworld: ChatWorld) -> None:
         conv = await sync_to_async(tworld.conversation)()
         comm = await authed_visitor(tworld, conv)
