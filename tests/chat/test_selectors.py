@@ -87,3 +87,12 @@ class ConversationListTests:
         nobody = create_agent(username="nobody", password="x", role="Employee", validate=False)
         nobody.groups.clear()
         assert not selectors.conversation_list(agent=nobody).exists()
+
+
+@pytest.mark.django_db
+def test_status_counts_stop_at_the_cap(world: ChatWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(selectors, "STATUS_COUNT_CAP", 2)
+    for i in range(4):
+        _visitor_chat(world, name=f"V{i}")
+
+    assert selectors.status_counts(agent=world.owner) == {"open": 3, "pending": 0, "closed": 0}
