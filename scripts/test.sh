@@ -17,7 +17,7 @@ apt_install() {
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 if [ ! -x /usr/bin/chromium ]; then
-  echo "test: installing Debian chromium"; apt_install chromium fonts-dejavu-core
+  echo "test: installing Debian chromium"; apt_install chromium fonts-dejavu-core fonts-noto-color-emoji
 fi
 
 if ! port_open 5432; then
