@@ -353,7 +353,13 @@ class RealSessionTests:
             agent.goto(f"{crm_origin(crm)}{conv.get_absolute_url()}")
             agent.locator("#reply-body").fill(f"reply {len(tokens)}")
             agent.locator("#reply-body").press("Enter")
-            page.frame_locator("iframe[title=Chat]").get_by_text(f"reply {len(tokens)}").wait_for()
+            reply = f"reply {len(tokens)}"
+            wait_for(
+                lambda reply=reply: ChatMessage.objects.filter(body=reply).exists(),
+                what="the agent's reply stored",
+            )
+            # A polling widget fetches every 3 s; leave room for a loaded CI machine.
+            page.frame_locator("iframe[title=Chat]").get_by_text(reply).wait_for(timeout=45_000)
             context.close()
         agent_context.close()
 
