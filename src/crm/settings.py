@@ -161,6 +161,12 @@ def _databases() -> dict:
             "min_size": 1,
             "max_size": env_int("CRM_DB_POOL_SIZE", 10, minimum=1),
             "timeout": 10,
+            # After a lost connection the pool retries with a doubling delay for up to
+            # reconnect_timeout (psycopg's default: 5 minutes), so a 40 s database
+            # restart kept every request failing for 24 s more. Giving up after a few
+            # seconds lets the next request start a fresh attempt right away: service
+            # is back within about two seconds of the database.
+            "reconnect_timeout": 5,
         }
         config["CONN_MAX_AGE"] = 0
     return {"default": config}
