@@ -105,9 +105,13 @@
   function setTransport(t) { document.documentElement.dataset.transport = t; if (transportEl) transportEl.textContent = t === "ws" ? "Live" : "Live (polling)"; }
 
   // ---- live updates
+  // A new socket hears the inbox's live events before it has replayed this
+  // conversation, and those can skip seqs the replay is about to send: message frames
+  // move the cursor only once the socket has "synced" us (then they come in order).
+  var inOrder = false;
   function subscribe() { if (agent.send({ type: "subscribe", conversation: cfg.conversation, since: cursor })) setTransport("ws"); }
   function advance(seq) { if (seq > cursor) cursor = seq; }
-  document.addEventListener("crm-chat:ready", subscribe);
+  document.addEventListener("crm-chat:ready", function () { inOrder = false; subscribe(); });
   if (agent.ready) subscribe();
   document.addEventListener("crm-chat:event", function (e) {
     var ev = e.detail;
@@ -117,8 +121,8 @@
       return;
     }
     if (ev.conversation !== cfg.conversation) return;
-    if (ev.type === "message") { add(ev.message); advance(ev.seq); }
-    else if (ev.type === "synced") advance(ev.up_to);
+    if (ev.type === "message") { add(ev.message); if (inOrder) advance(ev.seq); }
+    else if (ev.type === "synced") { inOrder = true; advance(ev.up_to); }
     else if (ev.type === "ack") { add(ev.message); }
     else if (ev.type === "status") setStatus(ev.status);
     else if (ev.type === "read" && ev.reader === "visitor") setVisitorRead(ev.up_to_seq);
