@@ -1,0 +1,1 @@
+"""Reliability: long runs under faults (the soak) and the regressions they found."""
