@@ -21,6 +21,9 @@ DEFAULTS: dict[str, Any] = {
     "CRM_PUBLIC_URL": "http://127.0.0.1:8000",
     # Longest accepted chat message body, in characters.
     "CRM_CHAT_MAX_BODY": 5000,
+    # An open socket reads its rights again at least this often (seconds), besides
+    # the revocation events that reach it within about a second of a change.
+    "CRM_CHAT_SOCKET_RECHECK_SECONDS": 5.0,
     # Abuse limits of the public widget API: action -> (requests, window seconds),
     # counted per visitor token and per client IP (IP limits are 4x the token's).
     "CRM_CHAT_RATE_LIMITS": {

@@ -74,6 +74,10 @@ def _rate_limits() -> dict[str, tuple[int, int]]:
 
 
 CRM_CHAT_RATE_LIMITS = _rate_limits()
+# How often an open socket reads its rights again besides revocation events
+# (crm.chat.revocation); the default lives in crm.conf.
+if env_str("CRM_CHAT_SOCKET_RECHECK_SECONDS"):
+    CRM_CHAT_SOCKET_RECHECK_SECONDS = env_int("CRM_CHAT_SOCKET_RECHECK_SECONDS", 5, minimum=1)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -8,3 +8,8 @@ class ChatConfig(AppConfig):
     label = "crm_chat"
     verbose_name = "Chat"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from crm.chat import revocation
+
+        revocation.connect_signals()

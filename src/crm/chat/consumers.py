@@ -11,15 +11,21 @@ that seq from the database, so nothing committed in between can be missed.
 Duplicates (a message both replayed and broadcast) are dropped by the clients by
 seq. Sends are idempotent by ``client_id`` and acknowledged with the stored seq.
 
-Close codes: 4400 bad frame, 4401 bad or missing token, 4403 forbidden (origin or
-permission), 4404 unknown widget or conversation or module disabled, 4408 no
-auth frame in time.
+Rights are not a connect-time snapshot (``crm.chat.revocation``): a socket reads
+them again when a revocation event reaches it, before every write, and every
+``CRM_CHAT_SOCKET_RECHECK_SECONDS``; one that lost them closes, and an agent socket
+that lost one conversation stops following it (a ``revoked`` frame).
+
+Close codes: 4400 bad frame, 4401 bad or missing token or session ended, 4403
+forbidden (origin or permission), 4404 unknown widget or conversation or module
+disabled, 4408 no auth frame in time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Any
 from uuid import UUID
@@ -30,11 +36,11 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 from django.db import connections
 
-from crm.chat import events, presence, ratelimit, selectors
+from crm.chat import events, presence, ratelimit, revocation, rights, selectors
 from crm.chat.models import ChatConversation, ChatVisitor, ChatWidget
 from crm.chat.payloads import message_payloads
 from crm.chat.services import ChatError, chat_service
-from crm.conf import module_enabled, public_url
+from crm.conf import crm_settings, module_enabled, public_url
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +111,14 @@ def _uuid(value: Any) -> UUID | None:
         return None
 
 
+class Revoked(Exception):
+    """Raised inside a database hop: the socket lost the right it was about to use."""
+
+    def __init__(self, close_code: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.close_code, self.code, self.message = close_code, code, message
+
+
 def _error_text(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return " ".join(exc.messages)
@@ -121,6 +135,9 @@ class _ChatSocket(AsyncJsonWebsocketConsumer):
         super().__init__(*args, **kwargs)
         # Highest message seq this socket has delivered, per conversation it follows.
         self.delivered: dict[str, int] = {}
+        # Set once the server refused the socket: nothing more is read or forwarded.
+        self.refused = False
+        self.recheck_task: asyncio.Task | None = None
 
     async def send_json(self, content: Any, close: bool = False) -> None:
         try:
@@ -133,9 +150,56 @@ class _ChatSocket(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "error", "code": code, "message": message, **extra})
 
     async def refuse(self, close_code: int, code: str, message: str) -> None:
+        if self.refused:
+            return
+        self.refused = True
         logger.warning("chat socket refused (%s): %s %s", code, self.scope.get("path"), message)
         await self.send_error(code, message)
         await self.close(code=close_code)
+
+    # ------------------------------------------------------------ rights, again
+
+    async def recheck(self, *, ended: bool = False) -> bool:
+        """Read this socket's rights again; close or narrow it if they shrank.
+
+        Returns whether the socket is still open. ``ended`` means the right is
+        gone whatever the database says yet (a logout in progress).
+        """
+        raise NotImplementedError
+
+    async def chat_recheck(self, message: dict) -> None:
+        """A revocation event (``crm.chat.revocation``) reached this socket."""
+        if not self.refused:
+            await self.recheck(ended=bool(message.get("ended")))
+
+    def start_rechecks(self) -> None:
+        """Re-check periodically: the second line when a revocation event is lost."""
+        if self.recheck_task is None:
+            self.recheck_task = asyncio.ensure_future(self._recheck_periodically())
+
+    async def _recheck_periodically(self) -> None:
+        interval = float(crm_settings.CRM_CHAT_SOCKET_RECHECK_SECONDS)
+        # Jittered, so sockets opened together don't all query at the same instant.
+        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
+        while not self.refused:
+            try:
+                if not await self.recheck():
+                    return
+            except StopConsumer:
+                return
+            except Exception:
+                # A database outage must not end the loop (nor widen access: the
+                # next write re-checks too, and fails while the database is down).
+                logger.exception("socket recheck failed: %s", self.scope.get("path"))
+            await asyncio.sleep(interval)
+
+    def stop_rechecks(self) -> None:
+        if self.recheck_task is not None:
+            self.recheck_task.cancel()
+            self.recheck_task = None
+
+    async def refuse_revoked(self, exc: Revoked) -> None:
+        await self.refuse(exc.close_code, exc.code, exc.message)
 
     async def replay(self, conversation: ChatConversation, since: int, *, internal: bool) -> None:
         """Send every message after ``since``, in seq order.
@@ -191,6 +255,8 @@ class _ChatSocket(AsyncJsonWebsocketConsumer):
             await self.send_json(event)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.refused:
+            return  # frames that were already on the way when the socket was refused
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
             await self.send_error("bad_frame", "Frames are JSON objects with a type.")
             return
@@ -239,7 +305,7 @@ class VisitorConsumer(_ChatSocket):
         if not module_enabled("chat"):
             await self.close(code=4404)
             return
-        key = self.scope["url_route"]["kwargs"]["public_key"]
+        key = self.public_key = self.scope["url_route"]["kwargs"]["public_key"]
         self.widget = await in_db(selectors.widget_by_public_key, public_key=key)
         await self.accept()
         if self.widget is None:
@@ -253,18 +319,27 @@ class VisitorConsumer(_ChatSocket):
         ):
             await self.refuse(4403, "origin_not_allowed", "This website may not use this widget.")
             return
+        await self.channel_layer.group_add(
+            revocation.widget_group(self.widget.pk), self.channel_name
+        )
         self.auth_timer = asyncio.get_running_loop().call_later(
             AUTH_TIMEOUT, lambda: asyncio.ensure_future(self._auth_timeout())
         )
+        self.start_rechecks()
 
     async def _auth_timeout(self) -> None:
         if self.conversation is None:
             await self.refuse(4408, "auth_timeout", "Authenticate within 10 seconds.")
 
     async def disconnect(self, code: int) -> None:
+        self.stop_rechecks()
         timer = getattr(self, "auth_timer", None)
         if timer is not None:
             timer.cancel()
+        if self.widget is not None:
+            await self.channel_layer.group_discard(
+                revocation.widget_group(self.widget.pk), self.channel_name
+            )
         if self.conversation is not None:
             await self.channel_layer.group_discard(
                 events.conversation_group(self.conversation.external_id), self.channel_name
@@ -293,8 +368,37 @@ class VisitorConsumer(_ChatSocket):
         await self.replay(self.conversation, since, internal=False)
         await self.send_json({"type": "ready", **await in_db(self._state)})
 
+    async def recheck(self, *, ended: bool = False) -> bool:
+        assert self.widget is not None
+        conv_pk = self.conversation.pk if self.conversation is not None else None
+        refusal = await in_db(
+            rights.visitor_refusal,
+            widget_pk=self.widget.pk,
+            public_key=self.public_key,
+            conversation_pk=conv_pk,
+        )
+        if refusal is not None:
+            await self.refuse(*refusal)
+            return False
+        return True
+
+    def _check_rights(self) -> None:
+        """Before a write, in the write's own database hop."""
+        assert self.widget is not None and self.conversation is not None
+        refusal = rights.visitor_refusal(
+            widget_pk=self.widget.pk,
+            public_key=self.public_key,
+            conversation_pk=self.conversation.pk,
+        )
+        if refusal is not None:
+            raise Revoked(*refusal)
+
     def _authorise(self, token: str, conv_id: UUID) -> tuple[ChatVisitor, ChatConversation] | None:
         assert self.widget is not None
+        if rights.visitor_refusal(
+            widget_pk=self.widget.pk, public_key=self.public_key, conversation_pk=None
+        ):
+            return None  # the key changed or the widget went away since connect
         visitor = selectors.visitor_by_token(widget=self.widget, token=token)
         if visitor is None:
             return None
@@ -331,6 +435,9 @@ class VisitorConsumer(_ChatSocket):
         client_id = content.get("client_id")
         try:
             payload = await in_db(self._send, content.get("body"), client_id)
+        except Revoked as exc:
+            await self.refuse_revoked(exc)
+            return
         except ratelimit.Limited as exc:
             await self.send_error(
                 "rate_limited", exc.message, client_id=client_id, retry_after=exc.retry_after
@@ -344,6 +451,7 @@ class VisitorConsumer(_ChatSocket):
 
     def _send(self, body: Any, client_id: Any) -> dict:
         assert self.visitor is not None and self.conversation is not None
+        self._check_rights()
         ip = (self.scope.get("client") or [None])[0]
         ratelimit.check("send_message", ip=ip, token_key=str(self.visitor.pk))
         result = chat_service.send_visitor_message(
@@ -362,12 +470,14 @@ class VisitorConsumer(_ChatSocket):
         if up_to is not None and not isinstance(up_to, int):
             await self.send_error("bad_frame", "up_to_seq must be an integer.")
             return
-        await in_db(
-            chat_service.mark_read,
-            conversation=self.conversation,
-            reader="visitor",
-            up_to_seq=up_to,
-        )
+        try:
+            await in_db(self._read, up_to)
+        except Revoked as exc:
+            await self.refuse_revoked(exc)
+
+    def _read(self, up_to: int | None) -> None:
+        self._check_rights()
+        chat_service.mark_read(conversation=self.conversation, reader="visitor", up_to_seq=up_to)
 
     async def on_typing(self, content: dict) -> None:
         if not await self._require_auth():
@@ -418,6 +528,8 @@ class VisitorConsumer(_ChatSocket):
             await self.send_error("bad_frame", "since must be an integer.")
             return
         assert self.conversation is not None
+        if not await self.recheck():
+            return
         # Frames on one socket are never lost (TCP), only not yet read: replay from
         # what this socket was already sent, which catches events the broker dropped
         # without repeating ones still in flight.
@@ -434,6 +546,8 @@ class VisitorConsumer(_ChatSocket):
         await self.send_json({"type": "presence", "agents_online": await self._agents_online()})
 
     async def chat_event(self, message: dict) -> None:
+        if self.refused:
+            return
         event = message["event"]
         if event["type"] == "message":
             # Internal notes are never sent to visitors (forward_message skips them).
@@ -458,6 +572,7 @@ class AgentConsumer(_ChatSocket):
         self.user = self.scope.get("user")
         self.focused: dict[UUID, ChatConversation] = {}
         self.visible_cache: dict[UUID, tuple[float, bool]] = {}
+        self.session_key = getattr(self.scope.get("session"), "session_key", None)
         if not module_enabled("chat"):
             await self.close(code=4404)
             return
@@ -475,21 +590,83 @@ class AgentConsumer(_ChatSocket):
             return
         self.can_reply = await in_db(self.user.has_perm, "crm_chat.reply_chat")
         await self.channel_layer.group_add(events.INBOX_GROUP, self.channel_name)
+        for group in self._revocation_groups():
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.start_rechecks()
         await in_db(presence.mark_agent_online, self.user.pk)
         await self.channel_layer.group_send(events.PRESENCE_GROUP, {"type": "chat.presence"})
         await self.send_json({"type": "ready", "agent_id": self.user.pk})
 
+    def _revocation_groups(self) -> list[str]:
+        groups = [revocation.user_group(self.user.pk)]
+        if self.session_key:
+            groups.append(revocation.session_group(self.session_key))
+        return groups
+
     async def disconnect(self, code: int) -> None:
+        self.stop_rechecks()
         if self.user is not None and self.user.is_authenticated:
             await self.channel_layer.group_discard(events.INBOX_GROUP, self.channel_name)
+            for group in self._revocation_groups():
+                await self.channel_layer.group_discard(group, self.channel_name)
 
-    def _visible(self, conv_id: UUID) -> ChatConversation | None:
+    def _fresh_agent(self) -> Any:
+        """The agent as the database says now; raises ``Revoked`` if they lost chat."""
+        user = rights.session_agent(self.session_key, self.user.pk)
+        if user is None:
+            raise Revoked(4401, "session_ended", "Your session has ended. Log in again.")
+        if not user.has_perm(rights.VIEW_CHAT):
+            raise Revoked(4403, "forbidden", "You don't have access to chat.")
+        return user
+
+    def _rights_now(self) -> tuple[Any, bool, set[UUID]]:
+        user = self._fresh_agent()
+        visible = rights.visible_among(agent=user, external_ids=self.focused)
+        return user, user.has_perm(rights.REPLY_CHAT), visible
+
+    async def recheck(self, *, ended: bool = False) -> bool:
+        try:
+            if ended:
+                raise Revoked(4401, "session_ended", "Your session has ended. Log in again.")
+            self.user, self.can_reply, visible = await in_db(self._rights_now)
+        except Revoked as exc:
+            await self.refuse_revoked(exc)
+            return False
+        self.visible_cache.clear()
+        for conv_id in [c for c in self.focused if c not in visible]:
+            await self._drop(conv_id)
+        return True
+
+    async def _drop(self, conv_id: UUID) -> None:
+        """Stop following a conversation this agent may no longer open."""
+        self.focused.pop(conv_id, None)
+        self.delivered.pop(str(conv_id), None)
+        await self.send_json({"type": "revoked", "conversation": str(conv_id),
+                              "message": "You no longer have access to this chat."})  # fmt: skip
+
+    def _visible(self, conv_id: UUID, fresh: bool = False) -> ChatConversation | None:
+        if fresh:
+            self.user = self._fresh_agent()
+            self.can_reply = self.user.has_perm(rights.REPLY_CHAT)
         return selectors.conversation_get(agent=self.user, external_id=conv_id)
 
-    async def _conversation(self, content: dict) -> ChatConversation | None:
+    async def _conversation(self, content: dict, *, fresh: bool = False) -> ChatConversation | None:
+        """The conversation a frame names, if this agent may open it.
+
+        ``fresh`` (before writes and replays) reads the agent's rights from the
+        database first instead of trusting those of the last recheck.
+        """
         conv_id = _uuid(content.get("conversation"))
-        conv = await in_db(self._visible, conv_id) if conv_id else None
+        try:
+            conv = await in_db(self._visible, conv_id, fresh) if conv_id else None
+        except Revoked as exc:
+            await self.refuse_revoked(exc)
+            return None
+        if self.refused:
+            return None
         if conv is None:
+            if conv_id is not None and conv_id in self.focused:
+                await self._drop(conv_id)
             logger.warning(
                 "agent %s refused conversation %r", self.user.pk, content.get("conversation")
             )
@@ -502,7 +679,7 @@ class AgentConsumer(_ChatSocket):
         if not isinstance(since, int):
             await self.send_error("bad_frame", "since must be an integer.")
             return
-        conv = await self._conversation(content)
+        conv = await self._conversation(content, fresh=True)
         if conv is None:
             return
         self.focused[conv.external_id] = conv
@@ -521,11 +698,11 @@ class AgentConsumer(_ChatSocket):
 
     async def on_send(self, content: dict) -> None:
         client_id = content.get("client_id")
+        conv = await self._conversation(content, fresh=True)
+        if conv is None:
+            return
         if not self.can_reply:
             await self.send_error("forbidden", "You may not reply to chats.", client_id=client_id)
-            return
-        conv = await self._conversation(content)
-        if conv is None:
             return
         try:
             payload = await in_db(self._send, conv, content.get("body"), client_id)
@@ -546,7 +723,7 @@ class AgentConsumer(_ChatSocket):
         return payload.model_dump(mode="json")
 
     async def on_read(self, content: dict) -> None:
-        conv = await self._conversation(content)
+        conv = await self._conversation(content, fresh=True)
         up_to = content.get("up_to_seq")
         if conv is None or (up_to is not None and not isinstance(up_to, int)):
             return
@@ -578,6 +755,8 @@ class AgentConsumer(_ChatSocket):
         return {str(ext): seq for ext, seq in rows.values_list("external_id", "last_seq")}
 
     async def chat_event(self, message: dict) -> None:
+        if self.refused:
+            return
         event = message["event"]
         if event["type"] == "typing" and (event["sender_type"], event["sender_id"]) == (
             "user",
@@ -585,7 +764,11 @@ class AgentConsumer(_ChatSocket):
         ):
             return  # our own typing, echoed by the group
         conv_id = _uuid(event.get("conversation"))
-        if conv_id is None or not await self._may_see(conv_id, event):
+        if conv_id is None:
+            return
+        if not await self._may_see(conv_id, event):
+            if conv_id in self.focused:  # e.g. reassigned to a colleague just now
+                await self._drop(conv_id)
             return
         if event["type"] == "message":
             await self.forward_message(event, self.focused.get(conv_id))
