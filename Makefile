@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The demo website (the widget embedded on another origin) listens next to the CRM.
+DEMO_PORT ?= $(shell echo $$(($(PORT) + 1)))
 
 .PHONY: run test install install-test lint format screenshots bench clean
 
@@ -19,9 +21,11 @@ install: $(BIN)/python
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
 
+# Embed snippets and printed URLs follow HOST and PORT unless CRM_PUBLIC_URL is set.
+run: export CRM_PUBLIC_URL ?= http://$(HOST):$(PORT)
 run: install
 	$(BIN)/crm demo
-	$(BIN)/crm run --host $(HOST) --port $(PORT) --demo-site 8001
+	$(BIN)/crm run --host $(HOST) --port $(PORT) --demo-site $(DEMO_PORT)
 
 test: install-test
 	bash scripts/test.sh

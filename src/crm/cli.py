@@ -7,10 +7,16 @@ services, so the same operations are reachable through ``crm manage``.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
+from http.server import ThreadingHTTPServer
+from types import FrameType
 
 
 def _setup_django() -> None:
@@ -51,47 +57,221 @@ def _check_database() -> None:
         )
 
 
+class _Stop(BaseException):
+    """A stop signal, raised in the main thread so ``finally`` blocks stop the children.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: no ``except Exception`` on the way
+    (uvicorn's, Django's) may swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# How long the job worker may take to finish the email it is sending before it is
+# killed; a killed job is requeued when the worker starts again (`crm worker`).
+WORKER_STOP_TIMEOUT = 10.0
+# Open connections (sockets, long polls) get this long to finish when the server stops.
+GRACEFUL_SHUTDOWN_SECONDS = 5
+# How long the start-up banner waits for the server to answer, then for the worker
+# to send what was already due (the demo's emails), before giving up on printing.
+READY_TIMEOUT = 60.0
+JOBS_SETTLE_TIMEOUT = 10.0
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signum)
+
+
+def _die_by(signum: int) -> None:
+    """Exit the way an unhandled signal would, once the children are gone.
+
+    Supervisors read "killed by SIGTERM" as a clean stop, and shells see 128 + n.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+
+
 def cmd_run(opts: argparse.Namespace) -> None:
+    """Serve until SIGTERM or SIGINT, then stop every child process before exiting.
+
+    Without our own handlers uvicorn re-raises SIGTERM with the default action after
+    its graceful shutdown, which ends this process before any ``finally`` runs: the
+    job worker would be left behind as an orphan (still sending emails) under
+    systemd, Docker or supervisord, which signal only this process.
+    """
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise_stop)
+    try:
+        _run(opts)
+    except _Stop as stop:
+        _die_by(stop.signum)
+
+
+def _run(opts: argparse.Namespace) -> None:
     _setup_django()
     _check_database()
-    from django.conf import settings
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
     call_command("collectstatic", interactive=False, verbosity=0)
 
-    if opts.demo_site:
-        from crm.chat.demo import DEMO_WIDGET_NAME, serve_demo_site
-        from crm.chat.models import ChatWidget
-
-        widget = ChatWidget.objects.filter(name=DEMO_WIDGET_NAME).first()
-        if widget is None:
-            sys.exit("crm: --demo-site needs the demo widget; run `crm demo` first.")
-        serve_demo_site(host=opts.host, port=opts.demo_site, snippet=widget.embed_snippet())
-        print(
-            f"Demo website with the chat widget: http://{opts.host}:{opts.demo_site}/", flush=True
-        )
+    demo_site = None
     worker = None
-    if not opts.no_worker:
-        # Emails are sent by a separate process so a slow SMTP server never holds up a
-        # request; it stops with us.
-        worker = subprocess.Popen([sys.executable, "-m", "crm.cli", "worker"])
-    if opts.workers > 1 and not os.environ.get("REDIS_URL"):
-        print(
-            "crm: warning: several workers without REDIS_URL share no channel layer; "
-            "realtime falls back to polling between processes.",
-            file=sys.stderr,
-        )
-    print(
-        f"crm-chat is serving on http://{opts.host}:{opts.port}/  (public URL {settings.CRM_PUBLIC_URL})",
-        flush=True,
-    )
     try:
+        if opts.demo_site:
+            demo_site = _start_demo_site(opts)
+        if not opts.no_worker:
+            # Emails are sent by a separate process so a slow SMTP server never holds up
+            # a request; it stops with us.
+            worker = subprocess.Popen([sys.executable, "-m", "crm.cli", "worker"])
+        if opts.workers > 1 and not os.environ.get("REDIS_URL"):
+            print(
+                "crm: warning: several workers without REDIS_URL share no channel layer; "
+                "realtime falls back to polling between processes.",
+                file=sys.stderr,
+            )
+        threading.Thread(
+            target=_announce_when_ready,
+            args=(opts, worker is not None),
+            name="crm-run-banner",
+            daemon=True,
+        ).start()
         _serve(opts)
     finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=15)
+        _stop_children(demo_site, worker)
+
+
+def _start_demo_site(opts: argparse.Namespace) -> ThreadingHTTPServer:
+    """Serve the demo host website, first allowing its origins on the demo widget.
+
+    The demo widget was created for the default port; on any other port (or host) its
+    iframe and API would refuse the demo page (403) without this.
+    """
+    from crm.chat.demo import allow_demo_site, demo_site_origins, demo_widget, serve_demo_site
+
+    widget = demo_widget()
+    if widget is None:
+        sys.exit("crm: --demo-site needs the demo widget; run `crm demo` first.")
+    widget = allow_demo_site(widget, demo_site_origins(opts.demo_site, host=opts.host))
+    return serve_demo_site(host=opts.host, port=opts.demo_site, snippet=widget.embed_snippet())
+
+
+def _stop_children(demo_site: ThreadingHTTPServer | None, worker: subprocess.Popen | None) -> None:
+    """Stop the demo site and the job worker, within bounded time.
+
+    Further stop signals are ignored meanwhile: a second Ctrl-C (or a supervisor that
+    signals twice) must not cut the clean-up short and leave the worker running.
+    """
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if demo_site is not None:
+        demo_site.shutdown()
+        demo_site.server_close()
+    if worker is not None:
+        worker.terminate()
+        try:
+            worker.wait(timeout=WORKER_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(timeout=WORKER_STOP_TIMEOUT)
+
+
+def _connect_host(host: str) -> str:
+    """An address to reach a server listening on ``host`` from this machine."""
+    if host in {"", "0.0.0.0"}:
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _answers_http(host: str, port: int) -> bool:
+    """True once anything answers an HTTP request on the port (any status)."""
+    conn = http.client.HTTPConnection(host, port, timeout=2)
+    try:
+        conn.request("HEAD", "/login/")
+        conn.getresponse()
+        return True
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def _jobs_due() -> bool:
+    """Whether background jobs are due or running (e.g. the demo's emails)."""
+    from django.db import connection
+    from django_tasks_db.models import DBTaskResult
+
+    try:
+        return DBTaskResult.objects.ready().exists() or DBTaskResult.objects.running().exists()
+    finally:
+        connection.close()
+
+
+def _announce_when_ready(opts: argparse.Namespace, has_worker: bool) -> None:
+    """Print where to go, and the demo login, once the server answers.
+
+    Printed last on purpose: uvicorn's start-up log and the worker's first emails
+    (the demo's "new chat" mails) would otherwise push it out of sight. Runs in a
+    daemon thread; if the server never answers, nothing is printed.
+    """
+    host = _connect_host(opts.host)
+    if not _wait_for(lambda: _answers_http(host, opts.port), READY_TIMEOUT):
+        return
+    if has_worker:
+        _wait_for(lambda: not _jobs_due(), JOBS_SETTLE_TIMEOUT, interval=0.5)
+    print(_banner(opts, host), flush=True)
+
+
+def _banner(opts: argparse.Namespace, host: str) -> str:
+    from crm.conf import public_url
+
+    local = _url(host, opts.port)
+    lines = [f"CRM:        {local}/crm/"]
+    if public_url() != local:
+        lines.append(f"Public URL: {public_url()}/crm/")
+    if opts.demo_site:
+        lines.append(f"Demo site:  {_url(host, opts.demo_site)}/  (the chat widget, embedded)")
+    if login := _demo_login():
+        lines.append(f"Login:      {login}")
+    rule = "=" * 64
+    return "\n".join([rule, "crm-chat is ready", *lines, rule])
+
+
+def _demo_login() -> str:
+    """The demo owner's login while its demo password still works, else ""."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import check_password
+    from django.db import connection
+
+    from crm.core.demo import DEMO_PASSWORD, DEMO_USERNAME
+
+    try:
+        user = get_user_model().objects.filter(username=DEMO_USERNAME, is_active=True).first()
+    finally:
+        connection.close()
+    if user is None or not check_password(DEMO_PASSWORD, user.password):
+        return ""
+    return f"{DEMO_USERNAME} / {DEMO_PASSWORD}"
 
 
 def _serve(opts: argparse.Namespace) -> None:
@@ -111,6 +291,8 @@ def _serve(opts: argparse.Namespace) -> None:
         lifespan="off",
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        # Bounded, so a stop signal ends the process within seconds even with sockets open.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 

@@ -53,3 +53,16 @@ def test_createwidget_prints_the_snippet_or_a_clear_error(tmp_path: Path) -> Non
     bad = crm("createwidget", "--name", "Shop", "--origin", "https://*.example",
               tmp_path=tmp_path)  # fmt: skip
     assert bad.returncode != 0 and "not an exact origin" in bad.stderr
+
+
+def test_demo_prints_the_urls_of_the_public_url(tmp_path: Path) -> None:
+    out = crm("demo", tmp_path=tmp_path, CRM_PUBLIC_URL="http://localhost:9100/")
+    assert out.returncode == 0, out.stderr
+    assert "CRM:   http://localhost:9100/crm/" in out.stdout
+    # The demo site's port follows the CRM's (as `make run` serves it), and the demo
+    # widget accepts that origin.
+    assert "Demo site: http://localhost:9101/" in out.stdout
+    origins = crm("manage", "shell", "-c",
+                  "from crm.chat.models import ChatWidget as W; print(W.objects.get().allowed_origins)",
+                  tmp_path=tmp_path)  # fmt: skip
+    assert "'http://localhost:9101'" in origins.stdout

@@ -10,16 +10,17 @@ from __future__ import annotations
 import html
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from django.db import transaction
 
 from crm.chat.models import ChatWidget
 from crm.chat.services import chat_service
+from crm.conf import public_url
 from crm.core.demo import ensure_demo_owner
 from crm.core.models import Team
 
 DEMO_WIDGET_NAME = "Website chat"
-DEMO_SITE_PORT = 8001
 
 _CONVERSATIONS = [
     (
@@ -32,15 +33,61 @@ _CONVERSATIONS = [
 ]
 
 
-def demo_site_origins(port: int = DEMO_SITE_PORT) -> list[str]:
-    return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+def default_demo_site_port() -> int:
+    """The port `make run` serves the demo site on: the CRM's public port + 1."""
+    public = urlsplit(public_url())
+    return (public.port or (443 if public.scheme == "https" else 80)) + 1
+
+
+def demo_site_url(port: int) -> str:
+    """Where the demo site is reached: the CRM's public host name, on ``port``."""
+    host = urlsplit(public_url()).hostname or "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+def demo_site_origins(port: int | None = None, *, host: str = "") -> list[str]:
+    """Origins the demo page may be opened from, so the widget accepts each of them.
+
+    Loopback by both names, the CRM's public host name and, when the site listens on
+    one specific address, that address too.
+    """
+    port = port or default_demo_site_port()
+    hosts = ["127.0.0.1", "localhost", urlsplit(public_url()).hostname or ""]
+    if host and host not in {"0.0.0.0", "::"}:
+        hosts.append(host)
+    origins: list[str] = []
+    for name in hosts:
+        if not name:
+            continue
+        origin = f"http://{f'[{name}]' if ':' in name else name}:{port}"
+        if origin not in origins:
+            origins.append(origin)
+    return origins
+
+
+def demo_widget() -> ChatWidget | None:
+    return ChatWidget.objects.filter(name=DEMO_WIDGET_NAME).first()
+
+
+def allow_demo_site(widget: ChatWidget, origins: list[str]) -> ChatWidget:
+    """Add the demo site's origins to the widget's allow-list (through ChatService).
+
+    A widget that admits any origin (empty list) is left alone: narrowing it to the
+    demo site would lock out every other page that embeds it.
+    """
+    missing = [o for o in origins if not widget.origin_allowed(o)]
+    if not missing:
+        return widget
+    return chat_service.update_widget(
+        widget=widget, allowed_origins=[*widget.allowed_origins, *missing]
+    )
 
 
 @transaction.atomic
 def load_chat_demo() -> list[str]:
     """Create the demo widget and a few conversations once; returns lines to print."""
     owner = ensure_demo_owner()
-    widget = ChatWidget.objects.filter(name=DEMO_WIDGET_NAME).first()
+    widget = demo_widget()
     if widget is None:
         widget = chat_service.create_widget(
             name=DEMO_WIDGET_NAME,
@@ -63,7 +110,10 @@ def load_chat_demo() -> list[str]:
                 chat_service.send_agent_message(
                     conversation=conv, agent=owner, body="Sorry about that, Tom — checking now."
                 )
-    return [f"Demo site: http://127.0.0.1:{DEMO_SITE_PORT}/ (the chat widget, embedded)"]
+    port = default_demo_site_port()
+    return [
+        f"Demo site: {demo_site_url(port)} (the chat widget, with `crm run --demo-site {port}`)"
+    ]
 
 
 _DEMO_UA = (

@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import apps
-from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from crm.conf import public_url
 from crm.core.demo import DEMO_PASSWORD, DEMO_USERNAME, load_core_demo
 
 
@@ -27,5 +27,5 @@ class Command(BaseCommand):
 
             for line in load_chat_demo():
                 self.stdout.write(line)
-        self.stdout.write(f"CRM:   {settings.CRM_PUBLIC_URL}/crm/")
+        self.stdout.write(f"CRM:   {public_url()}/crm/")
         self.stdout.write(f"Login: {DEMO_USERNAME} / {DEMO_PASSWORD}")
