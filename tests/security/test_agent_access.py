@@ -80,7 +80,7 @@ class Scene:
             list(ChatVisitor.objects.order_by("pk").values_list("pk", "name", "person_id")),
             list(
                 ChatWidget.objects.order_by("pk").values_list(
-                    "pk", "name", "is_active", "public_key", "allowed_origins"
+                    "pk", "name", "is_active", "public_key", "allowed_origins", "deleted_at"
                 )
             ),
             Lead.objects.count(),
@@ -102,6 +102,10 @@ def _widget(name: str) -> Callable[[Scene], str]:
 
 def _close_first(scene: Scene) -> None:
     chat_service.close_conversation(conversation=scene.conversation, by=scene.world.owner)
+
+
+def _delete_widget_first(scene: Scene) -> None:
+    chat_service.delete_widget(widget=scene.world.widget)
 
 
 WIDGET_FORM = {
@@ -185,6 +189,22 @@ ENDPOINTS: dict[str, Endpoint] = {
     "widget_delete": Endpoint(
         "post",
         _widget("crm-chat-widget-delete"),
+        done=lambda s: ChatWidget.objects.get(pk=s.world.widget.pk).deleted_at is not None,
+    ),
+    "widget_restore": Endpoint(
+        "post",
+        _widget("crm-chat-widget-restore"),
+        prepare=_delete_widget_first,
+        done=lambda s: ChatWidget.objects.get(pk=s.world.widget.pk).deleted_at is None,
+    ),
+    "widget_purge_form": Endpoint(
+        "get", _widget("crm-chat-widget-purge"), prepare=_delete_widget_first
+    ),
+    "widget_purge": Endpoint(
+        "post",
+        _widget("crm-chat-widget-purge"),
+        {"name": "Main site"},
+        prepare=_delete_widget_first,
         done=lambda s: not ChatWidget.objects.filter(pk=s.world.widget.pk).exists(),
     ),
     "widget_regenerate_form": Endpoint("get", _widget("crm-chat-widget-regenerate")),
@@ -220,6 +240,9 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     "widget_toggle": WIDGET_WRITE,
     "widget_delete_form": WIDGET_PAGE,
     "widget_delete": WIDGET_WRITE,
+    "widget_restore": WIDGET_WRITE,
+    "widget_purge_form": WIDGET_PAGE,
+    "widget_purge": WIDGET_WRITE,
     "widget_regenerate_form": WIDGET_PAGE,
     "widget_regenerate": WIDGET_WRITE,
 }
@@ -361,8 +384,8 @@ class AgentAccessMatrixTests:
         assert (PRIVATE_TEXT in said) == (caller in SEES_THE_CHAT), frames
 
     def test_it_covers_every_endpoint_and_caller(self) -> None:
-        assert len(ENDPOINTS) == len(EXPECTED) == 22
-        assert len(HTTP_CELLS) + len(SOCKET_CELLS) == (22 + 1) * len(CALLERS) == 138
+        assert len(ENDPOINTS) == len(EXPECTED) == 25
+        assert len(HTTP_CELLS) + len(SOCKET_CELLS) == (25 + 1) * len(CALLERS) == 156
 
 
 async def _frames_for(comm: WebsocketCommunicator, seconds: float) -> list[dict]:

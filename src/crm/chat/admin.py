@@ -31,15 +31,36 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class DeletedFilter(admin.SimpleListFilter):
+    title = "deleted"
+    parameter_name = "deleted"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("no", "Not deleted"), ("yes", "Deleted")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in {"yes", "no"}:
+            return queryset.filter(deleted_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(ChatWidget)
 class ChatWidgetAdmin(admin.ModelAdmin):
-    list_display = ("name", "team", "position", "color", "is_active", "created_at")
-    list_filter = ("is_active", "position", "team")
+    """Widgets can't be deleted here, on purpose.
+
+    The admin's delete would destroy every visitor, conversation and message of the
+    widget, and its confirmation page lists them as deleted: that is the purge.
+    Deleting (soft), restoring and purging live in Settings → Chat Widgets, which
+    say what each step keeps. A deleted widget is read-only here until restored.
+    """
+
+    list_display = ("name", "team", "position", "color", "is_active", "deleted_at", "created_at")
+    list_filter = ("is_active", DeletedFilter, "position", "team")
     search_fields = ("name",)
-    readonly_fields = ("external_id", "public_key", "embed_snippet")
+    readonly_fields = ("external_id", "public_key", "embed_snippet", "deleted_at")
     fields = (
         "name", "team", "welcome_message", "color", "position", "allowed_origins", "is_active",
-        "external_id", "public_key", "embed_snippet",
+        "external_id", "public_key", "embed_snippet", "deleted_at",
     )  # fmt: skip
 
     @admin.display(description="Embed snippet")
@@ -52,12 +73,13 @@ class ChatWidgetAdmin(admin.ModelAdmin):
         }
         chat_service.update_widget(widget=obj, **fields)
 
-    def delete_model(self, request: HttpRequest, obj: ChatWidget) -> None:
-        chat_service.delete_widget(widget=obj)
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.deleted_at is not None:
+            return False  # ChatService refuses to change a deleted widget
+        return super().has_change_permission(request, obj)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ChatWidget]) -> None:
-        for widget in queryset:
-            chat_service.delete_widget(widget=widget)
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class MessageInline(admin.TabularInline):

@@ -177,3 +177,30 @@ class WidgetForm(forms.ModelForm):
         else:
             self.instance = chat_service.update_widget(widget=self.instance, **fields)
         return self.instance
+
+
+class WidgetPurgeForm(forms.Form):
+    """Typing the widget's name confirms destroying it with all its chats.
+
+    Checked here rather than in ``ChatService.purge_widget``: it guards a person's
+    click, while the service's own guard (only deleted widgets) holds for every caller.
+    """
+
+    name = forms.CharField(
+        label=_("Type the widget's name to confirm"),
+        max_length=200,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+
+    def __init__(self, *args: Any, widget: ChatWidget, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.widget = widget
+
+    def clean_name(self) -> str:
+        typed = self.cleaned_data["name"]
+        if typed != self.widget.name.strip():
+            raise ValidationError(
+                _("That is not the name of this widget; nothing was deleted. Type it exactly."),
+                code="wrong_name",
+            )
+        return typed

@@ -176,6 +176,10 @@ class ChatWidget(models.Model):
         default=5,
         help_text=_("Email the team when no agent has replied within this time; 0 turns it off."),
     )
+    # Soft delete: the widget stops serving at once but its visitors, conversations
+    # and messages stay in the inbox until it is restored or purged. No index: the
+    # public lookup goes by the unique public_key, and widgets are few.
+    deleted_at = models.DateTimeField(_("deleted"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -189,6 +193,10 @@ class ChatWidget(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
 
     def loader_url(self) -> str:
         return f"{public_url()}/p/chat/{self.public_key}.js"

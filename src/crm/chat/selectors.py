@@ -7,6 +7,7 @@ unscoped query can't be written by accident. Selectors return querysets or
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
@@ -30,10 +31,17 @@ Agent = AbstractBaseUser | AnonymousUser
 
 
 def widget_by_public_key(*, public_key: str) -> ChatWidget | None:
-    """The active widget with this key; inactive and unknown keys look the same."""
+    """The active, not deleted widget with this key.
+
+    Inactive, deleted and unknown keys look the same: the loader, the iframe page,
+    the JSON API and new sockets all resolve the widget here, so a deleted widget
+    stops serving everywhere at once (and serves again, same key, when restored).
+    """
     if not public_key or len(public_key) > 64:
         return None
-    return ChatWidget.objects.filter(public_key=public_key, is_active=True).first()
+    return ChatWidget.objects.filter(
+        public_key=public_key, is_active=True, deleted_at__isnull=True
+    ).first()
 
 
 def visitor_by_token(*, widget: ChatWidget, token: str) -> ChatVisitor | None:
@@ -267,12 +275,20 @@ def chat_agents() -> QuerySet[AbstractBaseUser]:
 
 
 def widget_choices() -> QuerySet[ChatWidget]:
-    """Widgets for the inbox's filter: names only, no counting."""
-    return ChatWidget.objects.only("id", "name").order_by("name", "id")
+    """Widgets for the inbox's filter: names only, no counting.
+
+    Deleted widgets are listed too (the template marks them): their conversations
+    stay in the inbox and must remain filterable.
+    """
+    return ChatWidget.objects.only("id", "name", "deleted_at").order_by("name", "id")
 
 
-def widget_list() -> QuerySet[ChatWidget]:
+def widget_list(*, deleted: bool | None = False) -> QuerySet[ChatWidget]:
     """Widgets with their team and conversation count (the settings list).
+
+    ``deleted``: False (the default) for live widgets only, True for soft-deleted
+    ones only, None for both; so a caller that forgets the argument can't edit or
+    re-key a deleted widget by accident.
 
     The count is a correlated subquery per widget (an index-only count on
     ``widget_id``), not a join + GROUP BY over every conversation.
@@ -284,8 +300,29 @@ def widget_list() -> QuerySet[ChatWidget]:
         .annotate(n=Count("id"))
         .values("n")
     )
+    qs = ChatWidget.objects.all()
+    if deleted is not None:
+        qs = qs.filter(deleted_at__isnull=not deleted)
     return (
-        ChatWidget.objects.select_related("team")
+        qs.select_related("team")
         .annotate(conversation_count=Coalesce(Subquery(counts), 0))
         .order_by("name", "id")
+    )
+
+
+@dataclass(frozen=True)
+class WidgetRows:
+    """What purging a widget destroys (shown on the purge page, returned by the purge)."""
+
+    visitors: int
+    conversations: int
+    messages: int
+
+
+def widget_rows(*, widget: ChatWidget) -> WidgetRows:
+    """Count the visitors, conversations (deleted ones too) and messages of a widget."""
+    return WidgetRows(
+        visitors=ChatVisitor.objects.filter(widget=widget).count(),
+        conversations=ChatConversation.objects.filter(widget=widget).count(),
+        messages=ChatMessage.objects.filter(conversation__widget=widget).count(),
     )

@@ -32,6 +32,16 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="crm-chat-widget-delete",
     ),
     path(
+        "crm/chat-widgets/<uuid:external_id>/restore/",
+        widgets.widget_restore,
+        name="crm-chat-widget-restore",
+    ),
+    path(
+        "crm/chat-widgets/<uuid:external_id>/purge/",
+        widgets.widget_purge,
+        name="crm-chat-widget-purge",
+    ),
+    path(
         "crm/chat-widgets/<uuid:external_id>/regenerate-key/",
         widgets.widget_regenerate,
         name="crm-chat-widget-regenerate",

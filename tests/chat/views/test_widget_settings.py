@@ -1,4 +1,5 @@
-"""Settings → Chat Widgets: list, create, edit, toggle, delete, new key, permissions."""
+"""Settings → Chat Widgets: list, create, edit, toggle, delete, restore, purge, new key,
+permissions."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from crm.chat.forms import COLOR_ERROR
-from crm.chat.models import ChatConversation, ChatVisitor, ChatWidget
+from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor, ChatWidget
 from crm.chat.services import chat_service
 from crm.core.models import Team
 from crm.core.roles import EMPLOYEE, MANAGER, OWNER
@@ -360,30 +361,256 @@ class WidgetToggleTests:
 
 
 class WidgetDeleteTests:
-    def test_it_asks_first(
+    def test_it_asks_first_and_says_what_is_kept(
         self, owner_client: Client, make_widget: Callable[..., ChatWidget]
     ) -> None:
         widget = make_widget()
         start_conversation(widget)
         response = owner_client.get(reverse("crm-chat-widget-delete", args=[widget.external_id]))
         assert response.status_code == 200
-        assert b"Delete Main site?" in response.content
-        assert b"Its visitors and 1 conversation are deleted too" in response.content
-        assert ChatWidget.objects.count() == 1
+        html = response.content.decode()
+        assert "Delete Main site?" in html
+        assert "stops working at once on every site" in html
+        assert "Its visitors and 1 conversation are kept" in html
+        assert "Deleted widgets" in html and "deleted for good" not in html
+        assert ChatWidget.objects.get().deleted_at is None
 
-    def test_it_deletes_the_widget_with_its_conversations(
+    def test_it_soft_deletes_and_keeps_the_conversations(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget(offline_message="")
+        keep = make_widget("Other")
+        conv = start_conversation(widget)
+        chat_service.send_visitor_message(conversation=conv, visitor=conv.visitor, body="hi")
+        start_conversation(keep)
+
+        response = owner_client.post(reverse("crm-chat-widget-delete", args=[widget.external_id]))
+
+        assert response.status_code == 302 and response["Location"] == INDEX
+        assert ChatWidget.objects.get(pk=widget.pk).deleted_at is not None
+        assert ChatWidget.objects.get(pk=keep.pk).deleted_at is None
+        assert ChatConversation.objects.filter(widget=widget).count() == 1
+        assert ChatVisitor.objects.filter(widget=widget).count() == 1
+        assert ChatMessage.objects.filter(conversation=conv).count() == 1
+        assert flashes(response) == [
+            "Deleted Main site. Its conversations stay in the inbox; "
+            "restore the widget from Deleted widgets."
+        ]
+
+    def test_the_list_shows_deleted_widgets_apart_with_restore_and_purge(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget("Gone <b>site</b>")
+        make_widget("Live")
+        start_conversation(widget)
+        chat_service.delete_widget(widget=widget)
+
+        response = owner_client.get(INDEX)
+
+        assert [w.name for w in response.context["widgets"]] == ["Live"]
+        assert [w.name for w in response.context["deleted_widgets"]] == ["Gone <b>site</b>"]
+        html = response.content.decode()
+        deleted = html[html.index('id="deleted-widgets"') :]
+        live = html[: html.index('id="deleted-widgets"')]
+        assert "Gone &lt;b&gt;site&lt;/b&gt;" in deleted and "<b>site</b>" not in html
+        assert "Gone &lt;b&gt;site" not in live
+        assert reverse("crm-chat-widget-restore", args=[widget.external_id]) in deleted
+        assert reverse("crm-chat-widget-purge", args=[widget.external_id]) in deleted
+        assert "<td>1</td>" in deleted  # its conversation count
+        # A deleted widget offers no edit, toggle, new key or second delete.
+        for name in ("edit", "toggle", "delete", "regenerate"):
+            assert reverse(f"crm-chat-widget-{name}", args=[widget.external_id]) not in html
+
+    def test_only_deleted_widgets_shows_a_hint_instead_of_the_first_run_text(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        chat_service.delete_widget(widget=make_widget())
+        html = owner_client.get(INDEX).content.decode()
+        assert "No chat widgets yet" not in html
+        assert "restore a deleted one below" in html
+
+    @pytest.mark.parametrize("name", ["edit", "toggle", "delete", "regenerate"])
+    def test_the_live_widget_pages_answer_404_for_a_deleted_widget(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget], name: str
+    ) -> None:
+        widget = make_widget()
+        chat_service.delete_widget(widget=widget)
+        url = reverse(f"crm-chat-widget-{name}", args=[widget.external_id])
+        assert owner_client.get(url).status_code in (404, 405)
+        assert owner_client.post(url, widget_data(name="Changed")).status_code == 404
+        stored = ChatWidget.objects.get()
+        assert (stored.name, stored.public_key, stored.is_active) == (
+            "Main site",
+            widget.public_key,
+            True,
+        )
+        assert stored.deleted_at is not None
+
+
+class WidgetRestoreTests:
+    def test_it_restores_with_the_same_key(
         self, owner_client: Client, make_widget: Callable[..., ChatWidget]
     ) -> None:
         widget = make_widget()
-        keep = make_widget("Other")
+        chat_service.delete_widget(widget=widget)
+        url = reverse("crm-chat-widget-restore", args=[widget.external_id])
+
+        response = owner_client.post(url, follow=True)
+
+        assert response.redirect_chain == [(INDEX, 302)]
+        stored = ChatWidget.objects.get()
+        assert stored.deleted_at is None and stored.public_key == widget.public_key
+        assert b"Restored Main site. Its embed snippet works again." in response.content
+        assert Client().get(f"/p/chat/{widget.public_key}.js").status_code == 200
+
+    def test_it_refuses_get_and_a_live_widget(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget()
+        url = reverse("crm-chat-widget-restore", args=[widget.external_id])
+        assert owner_client.post(url).status_code == 404
+        chat_service.delete_widget(widget=widget)
+        assert owner_client.get(url).status_code == 405
+        assert ChatWidget.objects.get().deleted_at is not None
+
+
+class WidgetPurgeTests:
+    @pytest.fixture
+    def deleted(self, make_widget: Callable[..., ChatWidget]) -> ChatWidget:
+        # Without the offline auto-reply, so the messages are exactly these three.
+        widget = make_widget("Old shop", offline_message="")
+        for body in ("one", "two"):
+            conv = start_conversation(widget)
+            chat_service.send_visitor_message(conversation=conv, visitor=conv.visitor, body=body)
+        chat_service.send_visitor_message(conversation=conv, visitor=conv.visitor, body="three")
+        chat_service.delete_widget(widget=widget)
+        return widget
+
+    @staticmethod
+    def url(widget: ChatWidget) -> str:
+        return reverse("crm-chat-widget-purge", args=[widget.external_id])
+
+    def test_it_shows_what_will_be_destroyed_and_asks_for_the_name(
+        self, owner_client: Client, deleted: ChatWidget
+    ) -> None:
+        response = owner_client.get(self.url(deleted))
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert "Permanently delete Old shop?" in html
+        counts = html[html.index('id="purge-counts"') :]
+        assert "<strong>2</strong> conversations" in counts
+        assert "<strong>3</strong> messages" in counts
+        assert "<strong>2</strong> visitors" in counts
+        assert 'name="name"' in html and "Type the widget&#x27;s name to confirm" in html
+        assert ChatWidget.objects.filter(pk=deleted.pk).exists()
+
+    @pytest.mark.parametrize("typed", ["", "old shop", "Old shop!", "Main site"])
+    def test_a_wrong_name_is_a_form_error_and_deletes_nothing(
+        self, owner_client: Client, deleted: ChatWidget, typed: str
+    ) -> None:
+        response = owner_client.post(self.url(deleted), {"name": typed})
+        assert response.status_code == 200
+        errors = response.context["form"].errors["name"]
+        assert errors == (
+            ["This field is required."]
+            if not typed
+            else ["That is not the name of this widget; nothing was deleted. Type it exactly."]
+        )
+        assert errors[0].replace("'", "&#x27;") in response.content.decode()
+        assert ChatWidget.objects.filter(pk=deleted.pk).exists()
+        assert ChatConversation.objects.filter(widget=deleted).count() == 2
+        assert ChatMessage.objects.filter(conversation__widget=deleted).count() == 3
+
+    def test_the_right_name_destroys_exactly_that_widget(
+        self, owner_client: Client, deleted: ChatWidget, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        other = make_widget("Other", offline_message="")
+        kept = start_conversation(other)
+        chat_service.send_visitor_message(conversation=kept, visitor=kept.visitor, body="stay")
+
+        response = owner_client.post(self.url(deleted), {"name": "  Old shop "}, follow=True)
+
+        assert response.redirect_chain == [(INDEX, 302)]
+        assert b"Permanently deleted Old shop with 2 conversations and 3 messages." in (
+            response.content
+        )
+        assert list(ChatWidget.objects.all()) == [other]
+        assert list(ChatConversation.objects.all()) == [kept]
+        assert list(ChatMessage.objects.values_list("body", flat=True)) == ["stay"]
+        assert list(ChatVisitor.objects.all()) == [kept.visitor]
+
+    def test_it_answers_404_for_a_live_widget(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget()
+        assert owner_client.get(self.url(widget)).status_code == 404
+        assert owner_client.post(self.url(widget), {"name": "Main site"}).status_code == 404
+        assert ChatWidget.objects.filter(pk=widget.pk).exists()
+
+    def test_it_escapes_the_name(
+        self, owner_client: Client, make_widget: Callable[..., ChatWidget]
+    ) -> None:
+        widget = make_widget("<img src=x onerror=alert(1)>")
+        chat_service.delete_widget(widget=widget)
+        html = owner_client.get(self.url(widget)).content.decode()
+        assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+class DeletedWidgetPermissionTests:
+    """Restore and purge: the widget permission, like every settings page."""
+
+    @pytest.fixture
+    def deleted(self, make_widget: Callable[..., ChatWidget]) -> ChatWidget:
+        widget = make_widget()
         start_conversation(widget)
-        start_conversation(keep)
-        response = owner_client.post(reverse("crm-chat-widget-delete", args=[widget.external_id]))
-        assert response.status_code == 302 and response["Location"] == INDEX
-        assert list(ChatWidget.objects.all()) == [keep]
-        assert ChatConversation.objects.get().widget == keep
-        assert ChatVisitor.objects.filter(widget_id=widget.pk).count() == 0
-        assert flashes(response) == ["Deleted Main site."]
+        return chat_service.delete_widget(widget=widget)
+
+    @staticmethod
+    def calls(widget: ChatWidget) -> list[tuple[str, str, dict[str, str]]]:
+        restore = reverse("crm-chat-widget-restore", args=[widget.external_id])
+        purge = reverse("crm-chat-widget-purge", args=[widget.external_id])
+        return [
+            ("post", restore, {}),
+            ("get", purge, {}),
+            ("post", purge, {"name": widget.name}),
+        ]
+
+    def assert_unchanged(self, widget: ChatWidget) -> None:
+        stored = ChatWidget.objects.get(pk=widget.pk)
+        assert stored.deleted_at == widget.deleted_at
+        assert ChatConversation.objects.filter(widget=widget).count() == 1
+
+    def test_it_forbids_an_employee(self, employee_client: Client, deleted: ChatWidget) -> None:
+        for method, url, data in self.calls(deleted):
+            assert getattr(employee_client, method)(url, data).status_code == 403, url
+        self.assert_unchanged(deleted)
+
+    def test_it_sends_anonymous_visitors_to_login(
+        self, client: Client, deleted: ChatWidget
+    ) -> None:
+        for method, url, data in self.calls(deleted):
+            response = getattr(client, method)(url, data)
+            assert response.status_code == 302, url
+            assert response["Location"].startswith(f"{reverse('login')}?next="), url
+        self.assert_unchanged(deleted)
+
+    def test_it_lets_a_manager_restore_and_purge(
+        self, manager_client: Client, deleted: ChatWidget
+    ) -> None:
+        (_, restore, _), (_, purge, _), _ = self.calls(deleted)
+        assert manager_client.get(purge).status_code == 200
+        assert manager_client.post(restore).status_code == 302
+        chat_service.delete_widget(widget=deleted)
+        assert manager_client.post(purge, {"name": deleted.name}).status_code == 302
+        assert not ChatWidget.objects.filter(pk=deleted.pk).exists()
+
+    def test_it_answers_404_when_the_chat_module_is_disabled(
+        self, owner_client: Client, deleted: ChatWidget
+    ) -> None:
+        with override_settings(CRM_MODULES=[]):
+            for method, url, data in self.calls(deleted):
+                assert getattr(owner_client, method)(url, data).status_code == 404, url
+        self.assert_unchanged(deleted)
 
 
 class WidgetRegenerateKeyTests:

@@ -3,6 +3,10 @@
 Every page needs the ``manage widgets`` permission. Widgets are not scoped per
 agent: whoever may manage widgets manages all of them, as in the original.
 Writes go through ``ChatService`` (via ``WidgetForm.save`` or directly).
+
+Deleting is soft (the widget stops serving, its chats stay in the inbox); a
+deleted widget can only be restored or purged for good, never edited, so the
+pages of live widgets answer 404 for it and the other way round.
 """
 
 from __future__ import annotations
@@ -18,15 +22,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from crm.chat import selectors
-from crm.chat.forms import WidgetForm
+from crm.chat.forms import WidgetForm, WidgetPurgeForm
 from crm.chat.models import ChatWidget
-from crm.chat.services import chat_service
+from crm.chat.services import ChatError, chat_service
 
 PERMISSION = "crm_chat.manage_widgets"
 
 
-def _get_widget_or_404(external_id: UUID) -> ChatWidget:
-    widget = selectors.widget_list().filter(external_id=external_id).first()
+def _get_widget_or_404(external_id: UUID, *, deleted: bool = False) -> ChatWidget:
+    widget = selectors.widget_list(deleted=deleted).filter(external_id=external_id).first()
     if widget is None:
         raise Http404("No such chat widget.")
     return widget
@@ -40,9 +44,20 @@ def _edit_url(widget: ChatWidget) -> str:
 @permission_required(PERMISSION, raise_exception=True)
 @require_safe
 def widget_index(request: HttpRequest) -> HttpResponse:
-    """Every widget with its team, state, look, origins and conversation count."""
-    widgets = list(selectors.widget_list().order_by("name", "id"))
-    return render(request, "crm_chat/widget_index.html", {"widgets": widgets})
+    """Every widget with its team, state, look, origins and conversation count.
+
+    Deleted widgets get their own section with Restore and Delete permanently.
+    """
+    rows = list(selectors.widget_list(deleted=None))
+    context = {
+        "widgets": [w for w in rows if w.deleted_at is None],
+        "deleted_widgets": sorted(
+            (w for w in rows if w.deleted_at is not None),
+            key=lambda w: w.deleted_at,  # type: ignore[arg-type, return-value]
+            reverse=True,
+        ),
+    }
+    return render(request, "crm_chat/widget_index.html", context)
 
 
 @login_required
@@ -67,7 +82,11 @@ def widget_edit(request: HttpRequest, external_id: UUID) -> HttpResponse:
 def widget_toggle(request: HttpRequest, external_id: UUID) -> HttpResponse:
     """Activate or deactivate; an inactive widget vanishes from every host site."""
     widget = _get_widget_or_404(external_id)
-    chat_service.update_widget(widget=widget, is_active=not widget.is_active)
+    try:
+        chat_service.update_widget(widget=widget, is_active=not widget.is_active)
+    except ChatError as exc:  # deleted in another tab meanwhile
+        messages.error(request, exc.message)
+        return redirect("crm-chat-widget-index")
     verb = "Activated" if widget.is_active else "Deactivated"
     messages.success(request, f"{verb} {widget.name}.")
     return redirect("crm-chat-widget-index")
@@ -77,23 +96,73 @@ def widget_toggle(request: HttpRequest, external_id: UUID) -> HttpResponse:
 @permission_required(PERMISSION, raise_exception=True)
 @require_http_methods(["GET", "POST"])
 def widget_delete(request: HttpRequest, external_id: UUID) -> HttpResponse:
-    """Ask on GET, delete on POST."""
+    """Ask on GET, soft-delete on POST: the widget stops serving, its chats stay."""
     widget = _get_widget_or_404(external_id)
     if request.method == "POST":
-        chat_service.delete_widget(widget=widget)
-        messages.success(request, f"Deleted {widget.name}.")
+        try:
+            chat_service.delete_widget(widget=widget)
+        except ChatError as exc:  # deleted in another tab meanwhile
+            messages.error(request, exc.message)
+            return redirect("crm-chat-widget-index")
+        messages.success(
+            request,
+            f"Deleted {widget.name}. Its conversations stay in the inbox; "
+            "restore the widget from Deleted widgets.",
+        )
         return redirect("crm-chat-widget-index")
-    count = widget.conversation_count  # type: ignore[attr-defined]
+    context = {"widget": widget, "cancel_url": _edit_url(widget)}
+    return render(request, "crm_chat/widget_confirm_delete.html", context)
+
+
+@login_required
+@permission_required(PERMISSION, raise_exception=True)
+@require_POST
+def widget_restore(request: HttpRequest, external_id: UUID) -> HttpResponse:
+    """Undo a delete: the widget serves again with the same key and settings."""
+    widget = _get_widget_or_404(external_id, deleted=True)
+    try:
+        chat_service.restore_widget(widget=widget)
+    except ChatError as exc:  # restored in another tab meanwhile
+        messages.error(request, exc.message)
+        return redirect("crm-chat-widget-index")
+    messages.success(request, f"Restored {widget.name}. Its embed snippet works again.")
+    return redirect("crm-chat-widget-index")
+
+
+@login_required
+@permission_required(PERMISSION, raise_exception=True)
+@require_http_methods(["GET", "POST"])
+def widget_purge(request: HttpRequest, external_id: UUID) -> HttpResponse:
+    """Destroy a deleted widget and all its chats, once its name is typed to confirm.
+
+    Only deleted widgets get here (404 otherwise), so destroying chats always
+    takes two deliberate steps; the page says exactly what will be destroyed.
+    """
+    widget = _get_widget_or_404(external_id, deleted=True)
+    form = WidgetPurgeForm(request.POST if request.method == "POST" else None, widget=widget)
+    if form.is_bound and form.is_valid():
+        try:
+            gone = chat_service.purge_widget(widget=widget)
+        except ChatError as exc:  # restored or purged in another tab meanwhile
+            messages.error(request, exc.message)
+            return redirect("crm-chat-widget-index")
+        messages.success(
+            request,
+            f"Permanently deleted {widget.name} with {_count(gone.conversations, 'conversation')} "
+            f"and {_count(gone.messages, 'message')}.",
+        )
+        return redirect("crm-chat-widget-index")
     context = {
-        "object": widget,
-        "kind": "widget",
-        "consequences": (
-            f"Its visitors and {count} conversation{'' if count == 1 else 's'} are deleted "
-            "too, and the embed snippet stops working on every site."
-        ),
-        "cancel_url": _edit_url(widget),
+        "widget": widget,
+        "form": form,
+        "rows": selectors.widget_rows(widget=widget),
+        "cancel_url": reverse("crm-chat-widget-index"),
     }
-    return render(request, "core/confirm_delete.html", context)
+    return render(request, "crm_chat/widget_confirm_purge.html", context)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @login_required
@@ -103,7 +172,11 @@ def widget_regenerate(request: HttpRequest, external_id: UUID) -> HttpResponse:
     """Ask on GET, issue a new public key on POST (the old snippet stops working)."""
     widget = _get_widget_or_404(external_id)
     if request.method == "POST":
-        chat_service.regenerate_public_key(widget=widget)
+        try:
+            chat_service.regenerate_public_key(widget=widget)
+        except ChatError as exc:  # deleted in another tab meanwhile
+            messages.error(request, exc.message)
+            return redirect("crm-chat-widget-index")
         messages.success(
             request,
             f"Issued a new public key for {widget.name}. "
@@ -120,7 +193,11 @@ def _widget_form(request: HttpRequest, widget: ChatWidget) -> HttpResponse:
     heading = "New chat widget" if creating else f"Edit {widget.name}"
     form = WidgetForm(request.POST if request.method == "POST" else None, instance=widget)
     if form.is_bound and form.is_valid():
-        widget = form.save()
+        try:
+            widget = form.save()
+        except ChatError as exc:  # deleted in another tab while this form was open
+            messages.error(request, exc.message)
+            return redirect("crm-chat-widget-index")
         if creating:
             messages.success(
                 request, f"Created {widget.name}. Paste the embed snippet into your site."
