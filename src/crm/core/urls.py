@@ -3,9 +3,10 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from crm.core.views import dashboard, leads, notes, organisations, people
+from crm.core.views import assets, dashboard, leads, notes, organisations, people
 
 urlpatterns = [
+    path("favicon.ico", assets.favicon, name="favicon"),
     path(
         "login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),
