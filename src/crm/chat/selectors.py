@@ -233,15 +233,27 @@ def conversation_get(*, agent: Agent, external_id: UUID) -> ChatConversation | N
 
 
 def last_messages(*, conversations: list[ChatConversation]) -> dict[int, ChatMessage]:
-    """The newest visible message of each conversation, in one query (list previews)."""
+    """The newest visitor or agent message of each conversation (list previews).
+
+    System messages and internal notes ("· Visitor linked to person …", the offline
+    auto-reply) are not what anyone said, so they never stand for the chat. One
+    query: a correlated subquery per row reads the (conversation, seq) index
+    backwards and stops at the first message that qualifies.
+    """
     ids = [c.pk for c in conversations]
     if not ids:
         return {}
-    pairs = {(c.pk, c.last_seq) for c in conversations}
-    candidates = ChatMessage.objects.filter(
-        conversation_id__in=ids, seq__in={seq for _, seq in pairs}
+    newest = (
+        ChatMessage.objects.filter(
+            conversation=OuterRef("pk"),
+            sender_type__in=(ChatMessage.SENDER_VISITOR, ChatMessage.SENDER_USER),
+            is_internal=False,
+        )
+        .order_by("-seq")
+        .values("pk")[:1]
     )
-    return {m.conversation_id: m for m in candidates if (m.conversation_id, m.seq) in pairs}
+    pks = ChatConversation.objects.filter(pk__in=ids).annotate(newest=Subquery(newest))
+    return {m.conversation_id: m for m in ChatMessage.objects.filter(pk__in=pks.values("newest"))}
 
 
 def visitor_page_views(*, visitor: ChatVisitor, limit: int = 50) -> QuerySet[ChatVisitorPageView]:

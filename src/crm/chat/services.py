@@ -600,6 +600,9 @@ class ChatService:
                 raise NotAllowed(f"Chat {conv.chat_id} is already deleted.")
             conv.deleted_at = timezone.now()
             ChatConversation.objects.filter(pk=conv.pk).update(deleted_at=conv.deleted_at)
+            # Open sockets of the visitor (and of agents who may not see deleted
+            # chats) lose it now, not when they next reconnect.
+            revocation.conversation_changed(conv.external_id, reason="conversation deleted")
             self._append(
                 conv,
                 sender_type="system",
@@ -667,9 +670,7 @@ class ChatService:
                 person = self.promote_visitor_to_person(visitor=visitor, by=by)
                 conv = self._lock(conversation)  # promotion appended to it: re-read last_seq
             lead = Lead(
-                title=f"Chat with {visitor.name or visitor.email}"
-                if (visitor.name or visitor.email)
-                else "Chat visitor lead",
+                title=self._lead_title(conv, visitor),
                 description=conv.subject,
                 person=person,
                 organisation=person.organisation if person else None,
@@ -690,6 +691,17 @@ class ChatService:
         return lead
 
     # ---------------------------------------------------------------- internals
+
+    @staticmethod
+    def _lead_title(conv: ChatConversation, visitor: ChatVisitor) -> str:
+        """ "Ann Lee (ann@example.com) · chat C1001": whom and where it came from."""
+        who = " ".join(p for p in (visitor.name, visitor.email and f"({visitor.email})") if p)
+        suffix = f" · chat {conv.chat_id}"
+        who = who or "Chat visitor"
+        limit = Lead._meta.get_field("title").max_length - len(suffix)
+        if len(who) > limit:
+            who = who[: limit - 1] + "…"
+        return who + suffix
 
     @staticmethod
     def _clean_body(body: str | None) -> str:

@@ -164,7 +164,11 @@ class ConvertAndPromoteTests:
     def test_it_converts_to_a_chat_lead_with_the_transcript_and_refuses_twice(self, world):
         conv = self._chat(world)
         lead = world.service.convert_to_lead(conversation=conv, by=world.owner)
-        assert (lead.title, lead.source, lead.owner) == ("Chat with Ann Lee", "chat", world.owner)
+        assert (lead.title, lead.source, lead.owner) == (
+            "Ann Lee (a@x.io) · chat C1001",
+            "chat",
+            world.owner,
+        )
         assert lead.person is not None and lead.person.name == "Ann Lee"
         note = Note.objects.get(lead=lead)
         assert "C1001" in note.content and "Ann Lee: Price?" in note.content
@@ -179,7 +183,12 @@ class ConvertAndPromoteTests:
 
     def test_it_converts_an_anonymous_visitor_without_a_person(self, world: ChatWorld):
         lead = world.service.convert_to_lead(conversation=world.conversation(), by=world.owner)
-        assert lead.title == "Chat visitor lead" and lead.person is None
+        assert lead.title == "Chat visitor · chat C1001" and lead.person is None
+
+    def test_a_long_name_still_leaves_the_chat_id_in_the_lead_title(self, world: ChatWorld):
+        world.service.update_visitor_details(visitor=world.visitor, name="N" * 255)
+        lead = world.service.convert_to_lead(conversation=world.conversation(), by=world.owner)
+        assert len(lead.title) == 255 and lead.title.endswith("… · chat C1001")
 
     def test_promotion_links_an_existing_person_by_email(self, world: ChatWorld):
         existing = Person.objects.create(first_name="Ann")

@@ -175,6 +175,18 @@ class InboxListTests:
         assert "newer question" in html
         assert "older question" not in html  # only the latest message is previewed
 
+    def test_the_preview_is_what_someone_said_never_a_system_line_or_note(
+        self, world: ChatWorld, owner: Client
+    ) -> None:
+        conv = new_chat(world.widget, says="Where is my parcel?")
+        chat_service.send_system_message(conversation=conv, body="hush, agents only", internal=True)
+        chat_service.send_system_message(conversation=conv, body="We're offline right now")
+
+        html = owner.get(INDEX).content.decode()
+
+        assert "Where is my parcel?" in html
+        assert "hush" not in html and "offline right now" not in html
+
     def test_it_filters_by_assignee(self, world: ChatWorld, owner: Client) -> None:
         mine = new_chat(world.widget, says="a")
         hers = new_chat(world.widget, says="b")
@@ -591,7 +603,9 @@ class ActionTests:
 
         lead = Lead.objects.get()
         assert response.status_code == 302 and response["Location"] == lead.get_absolute_url()
-        assert flashes(owner, response) == ["success: Converted to lead “Chat with Ann Lee”."]
+        assert flashes(owner, response) == [
+            "success: Converted to lead “Ann Lee (ann@example.com) · chat C1001”."
+        ]
         assert lead.source == "chat" and lead.owner == world.owner
         note = lead.notes.get().content
         assert note.startswith("Chat C1001 transcript")
@@ -601,7 +615,10 @@ class ActionTests:
         assert conv.lead == lead
         person = Person.objects.get()
         assert lead.person == person and conv.visitor.person == person
-        assert bodies(conv, sender_type="system")[-1] == "Converted to lead “Chat with Ann Lee”."
+        assert (
+            bodies(conv, sender_type="system")[-1]
+            == "Converted to lead “Ann Lee (ann@example.com) · chat C1001”."
+        )
 
         lead_page = owner.get(lead.get_absolute_url()).content.decode()
         assert "Chat C1001 transcript" in lead_page and "Price?" in lead_page
@@ -611,7 +628,7 @@ class ActionTests:
     def test_converting_twice_is_refused_kindly(self, world: ChatWorld, owner: Client) -> None:
         conv = new_chat(world.widget, says="hi")
         first = owner.post(action_url(conv, "convert"))
-        assert flashes(owner, first) == ["success: Converted to lead “Chat visitor lead”."]
+        assert flashes(owner, first) == ["success: Converted to lead “Chat visitor · chat C1001”."]
 
         again = owner.post(action_url(conv, "convert"))
 

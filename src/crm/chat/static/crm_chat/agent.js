@@ -120,8 +120,10 @@
       }
       emit("crm-chat:event", ev);
     };
-    ws.onclose = function () {
+    ws.onclose = function (e) {
       var was = ready; ready = agent.ready = false; ws = null; clearInterval(pingTimer);
+      // Session ended or chat access lost: the page reloads into the login or the refusal.
+      if (e.code === 4401 || e.code === 4403) { emit("crm-chat:down", {}); location.reload(); return; }
       if (!was) fails++;
       emit("crm-chat:down", {});
       failed();

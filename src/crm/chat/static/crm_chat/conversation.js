@@ -127,7 +127,14 @@
     else if (ev.type === "status") setStatus(ev.status);
     else if (ev.type === "read" && ev.reader === "visitor") setVisitorRead(ev.up_to_seq);
     else if (ev.type === "typing" && ev.sender_type === "visitor") typing(ev);
+    else if (ev.type === "revoked") revoked(ev.message);
   });
+  // Reassigned, moved out of our team or deleted: this chat is no longer ours to read.
+  function revoked(message) {
+    errorEl.textContent = message; errorEl.hidden = false;
+    form.querySelectorAll("textarea, button").forEach(function (n) { n.disabled = true; });
+    document.documentElement.dataset.chatRevoked = "1";
+  }
   document.addEventListener("crm-chat:event", function (e) { if (e.detail.type === "error" && e.detail.client_id) fail(e.detail.client_id, e.detail.message); });
   document.addEventListener("crm-chat:down", function () { setTransport("poll"); });
   var polling = false;
