@@ -222,10 +222,10 @@ class ChatService:
         No lock needed: a delete that commits in between is harmless, because the
         save writes only the fields it was given, never ``deleted_at``.
         """
-        deleted_at = (
-            ChatWidget.objects.filter(pk=widget.pk).values_list("deleted_at", flat=True).first()
-        )
-        if deleted_at is not None:
+        rows = list(ChatWidget.objects.filter(pk=widget.pk).values_list("deleted_at", flat=True))
+        if not rows:
+            raise NotAllowed(f"{widget.name} no longer exists.")
+        if rows[0] is not None:
             raise NotAllowed(f"{widget.name} is deleted; restore it first.")
 
     # ----------------------------------------------------------------- visitors

@@ -129,6 +129,14 @@ class WidgetSoftDeleteTests:
         stored = ChatWidget.objects.get(pk=world.widget.pk)
         assert (stored.name, stored.public_key, stored.is_deleted) == ("Main site", key, True)
 
+    def test_a_purged_widget_can_not_be_changed(self, world: ChatWorld):
+        stale = ChatWidget.objects.get(pk=world.widget.pk)
+        world.service.delete_widget(widget=world.widget)
+        world.service.purge_widget(widget=world.widget)
+        with pytest.raises(NotAllowed, match="no longer exists"):
+            world.service.update_widget(widget=stale, name="Renamed")
+        assert not ChatWidget.objects.filter(pk=stale.pk).exists()
+
     def test_a_stale_instance_never_writes_back_an_old_key(self, world: ChatWorld):
         stale = ChatWidget.objects.get(pk=world.widget.pk)
         new_key = world.service.regenerate_public_key(widget=world.widget).public_key
