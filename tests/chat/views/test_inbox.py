@@ -352,7 +352,8 @@ class ConversationPageTests:
 
         html = response.content.decode()
         facts = dict(re.findall(r"<dt>([^<]+)</dt><dd>(.*?)</dd>", html))
-        assert facts["Email"] == "ann@example.com"
+        # <wbr> lets a long address wrap before "@" and dots; it adds no character.
+        assert facts["Email"].replace("<wbr>", "") == "ann@example.com"
         assert facts["Browser"] == "Chrome"
         assert facts["System"] == "Windows"
         assert "https://shop.example/checkout" in facts["Page"]

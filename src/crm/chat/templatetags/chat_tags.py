@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 from django import template
 from django.template.context import Context
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 from crm.chat.models import ChatConversation
 from crm.chat.selectors import visible_conversations
 from crm.core.models import Lead
 
 register = template.Library()
+
+# Zero-width split points: before the "@" and before each dot of an address.
+_ADDRESS_BREAKS = re.compile(r"(?=[@.])")
 
 
 @register.filter
@@ -19,6 +26,19 @@ def flag(country_code: str) -> str:
     if len(code) != 2 or not code.isascii() or not code.isalpha():
         return ""
     return "".join(chr(0x1F1E6 + ord(c) - ord("A")) for c in code)
+
+
+@register.filter
+def email_breaks(address: str) -> SafeString:
+    """An email address, escaped, with ``<wbr>`` before its "@" and dots.
+
+    A long address in a narrow column then wraps between its parts
+    ("katherine.johnson / @example.org") instead of mid-word; ``<wbr>`` adds no
+    character, so the address copies unchanged.
+    """
+    if not address:
+        return mark_safe("")
+    return mark_safe("<wbr>".join(escape(part) for part in _ADDRESS_BREAKS.split(address)))
 
 
 @register.simple_tag(takes_context=True)
