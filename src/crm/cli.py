@@ -78,7 +78,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 # How long the start-up banner waits for the server to answer, then for the worker
 # to send what was already due (the demo's emails), before giving up on printing.
 READY_TIMEOUT = 60.0
-JOBS_SETTLE_TIMEOUT = 10.0
+JOBS_SETTLE_TIMEOUT = 20.0
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
@@ -217,12 +217,17 @@ def _wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0
 
 
 def _jobs_due() -> bool:
-    """Whether background jobs are due or running (e.g. the demo's emails)."""
-    from django.db import connection
+    """Whether background jobs are due or running (e.g. the demo's emails).
+
+    A database error counts as "none": the banner is worth more than the wait.
+    """
+    from django.db import DatabaseError, connection
     from django_tasks_db.models import DBTaskResult
 
     try:
         return DBTaskResult.objects.ready().exists() or DBTaskResult.objects.running().exists()
+    except DatabaseError:
+        return False
     finally:
         connection.close()
 
@@ -261,12 +266,14 @@ def _demo_login() -> str:
     """The demo owner's login while its demo password still works, else ""."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import check_password
-    from django.db import connection
+    from django.db import DatabaseError, connection
 
     from crm.core.demo import DEMO_PASSWORD, DEMO_USERNAME
 
     try:
         user = get_user_model().objects.filter(username=DEMO_USERNAME, is_active=True).first()
+    except DatabaseError:
+        return ""
     finally:
         connection.close()
     if user is None or not check_password(DEMO_PASSWORD, user.password):
