@@ -156,7 +156,10 @@ def _start_demo_site(opts: argparse.Namespace) -> ThreadingHTTPServer:
 
     widget = demo_widget()
     if widget is None:
-        sys.exit("crm: --demo-site needs the demo widget; run `crm demo` first.")
+        sys.exit(
+            "crm: --demo-site needs the demo widget: run `crm demo`, or restore the deleted "
+            "widget in Settings → Chat Widgets."
+        )
     widget = allow_demo_site(widget, demo_site_origins(opts.demo_site, host=opts.host))
     return serve_demo_site(host=opts.host, port=opts.demo_site, snippet=widget.embed_snippet())
 

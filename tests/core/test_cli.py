@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -66,3 +68,21 @@ def test_demo_prints_the_urls_of_the_public_url(tmp_path: Path) -> None:
                   "from crm.chat.models import ChatWidget as W; print(W.objects.get().allowed_origins)",
                   tmp_path=tmp_path)  # fmt: skip
     assert "'http://localhost:9101'" in origins.stdout
+
+
+def test_a_deleted_demo_widget_stays_deleted_and_the_demo_site_says_so(tmp_path: Path) -> None:
+    assert crm("demo", tmp_path=tmp_path).returncode == 0
+    delete = crm("manage", "shell", "-c",
+                 "from crm.chat.models import ChatWidget as W; from crm.chat.services import "
+                 "chat_service as s; s.delete_widget(widget=W.objects.get())",
+                 tmp_path=tmp_path)  # fmt: skip
+    assert delete.returncode == 0, delete.stderr
+    assert crm("demo", tmp_path=tmp_path).returncode == 0
+    state = crm("manage", "shell", "-c",
+                "from crm.chat.models import ChatWidget as W; "
+                "print([w.deleted_at is not None for w in W.objects.all()])",
+                tmp_path=tmp_path)  # fmt: skip
+    assert state.stdout.strip().splitlines()[-1] == "[True]"
+    port, site = str(free_port()), str(free_port())
+    refused = crm("run", "--demo-site", site, "--no-worker", "--port", port, tmp_path=tmp_path)
+    assert refused.returncode != 0 and "restore the deleted widget" in refused.stderr

@@ -66,7 +66,8 @@ def demo_site_origins(port: int | None = None, *, host: str = "") -> list[str]:
 
 
 def demo_widget() -> ChatWidget | None:
-    return ChatWidget.objects.filter(name=DEMO_WIDGET_NAME).first()
+    """The demo widget, unless someone deleted it (a deleted widget serves nothing)."""
+    return ChatWidget.objects.filter(name=DEMO_WIDGET_NAME, deleted_at__isnull=True).first()
 
 
 def allow_demo_site(widget: ChatWidget, origins: list[str]) -> ChatWidget:
@@ -87,8 +88,8 @@ def allow_demo_site(widget: ChatWidget, origins: list[str]) -> ChatWidget:
 def load_chat_demo() -> list[str]:
     """Create the demo widget and a few conversations once; returns lines to print."""
     owner = ensure_demo_owner()
-    widget = demo_widget()
-    if widget is None:
+    # Created once: a demo widget the user deleted stays deleted (restore brings it back).
+    if not ChatWidget.objects.filter(name=DEMO_WIDGET_NAME).exists():
         widget = chat_service.create_widget(
             name=DEMO_WIDGET_NAME,
             welcome_message="Hi there! Ask us anything: we usually reply in a few minutes.",
