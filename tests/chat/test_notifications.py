@@ -243,3 +243,27 @@ def test_recipients_are_the_teams_owners_and_the_assignee(tworld: ChatWorld) -> 
     assert widget_recipients(world.widget) == []  # Olivia isn't in that team
     team.members.add(world.owner)
     assert widget_recipients(world.widget) == ["olivia@crm.example"]
+
+
+def test_jobs_of_a_chat_purged_before_they_ran_end_quietly(world: ChatWorld) -> None:
+    """A queued email whose chat was purged with its widget sends nothing and raises nothing."""
+    from django.core import mail
+
+    from crm.chat.notifications import (
+        send_missed_chat_email,
+        send_new_chat_email,
+        send_offline_reply_email,
+    )
+
+    conv = world.conversation()
+    world.service.send_visitor_message(conversation=conv, visitor=world.visitor, body="hi")
+    reply = world.service.send_agent_message(conversation=conv, agent=world.owner, body="hello")
+    conv_pk, message_pk = conv.pk, reply.message.pk
+    world.service.delete_widget(widget=world.widget)
+    world.service.purge_widget(widget=world.widget)
+    mail.outbox.clear()
+
+    assert send_new_chat_email.call(conv_pk) == 0
+    assert send_missed_chat_email.call(conv_pk) == 0
+    assert send_offline_reply_email.call(message_pk) == 0
+    assert mail.outbox == []

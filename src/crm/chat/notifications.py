@@ -79,7 +79,13 @@ def _retry_or_raise(task_obj, attempt: int, *args: object) -> None:  # type: ign
 @task()
 def send_new_chat_email(conversation_id: int, attempt: int = 1) -> int:
     """ "New chat request" to the widget team's owners: the first visitor message."""
-    conv = ChatConversation.objects.select_related("visitor", "widget").get(pk=conversation_id)
+    conv = (
+        ChatConversation.objects.select_related("visitor", "widget")
+        .filter(pk=conversation_id)
+        .first()
+    )
+    if conv is None or conv.deleted_at:
+        return 0  # deleted, or purged with its widget, before the job ran
     first = conv.messages.filter(sender_type="visitor").order_by("seq").first()
     context = {"conversation": conv, "visitor": conv.visitor, "message": first,
                "url": _conversation_url(conv)}  # fmt: skip
@@ -98,8 +104,12 @@ def send_new_chat_email(conversation_id: int, attempt: int = 1) -> int:
 @task()
 def send_missed_chat_email(conversation_id: int, attempt: int = 1) -> int:
     """ "Missed chat" when no agent has replied by the widget's deadline."""
-    conv = ChatConversation.objects.select_related("visitor", "widget").get(pk=conversation_id)
-    if conv.deleted_at or conv.messages.filter(sender_type="user").exists():
+    conv = (
+        ChatConversation.objects.select_related("visitor", "widget")
+        .filter(pk=conversation_id)
+        .first()
+    )
+    if conv is None or conv.deleted_at or conv.messages.filter(sender_type="user").exists():
         return 0  # answered (or deleted) in time: nothing was missed
     first = conv.messages.filter(sender_type="visitor").order_by("seq").first()
     context = {"conversation": conv, "visitor": conv.visitor, "message": first,
@@ -119,9 +129,13 @@ def send_missed_chat_email(conversation_id: int, attempt: int = 1) -> int:
 @task()
 def send_offline_reply_email(message_id: int, attempt: int = 1) -> int:
     """An agent's reply, by email, to a visitor who had left and gave their address."""
-    message = ChatMessage.objects.select_related(
-        "conversation__visitor", "conversation__widget"
-    ).get(pk=message_id)
+    message = (
+        ChatMessage.objects.select_related("conversation__visitor", "conversation__widget")
+        .filter(pk=message_id)
+        .first()
+    )
+    if message is None:
+        return 0  # purged with its widget before the job ran
     conv, visitor = message.conversation, message.conversation.visitor
     if not visitor.email:
         return 0
