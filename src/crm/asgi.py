@@ -1,4 +1,8 @@
-"""ASGI entry point: Django for HTTP, Channels for WebSockets."""
+"""ASGI entry point: Django for HTTP, the chat consumers for WebSockets.
+
+Django is set up (``get_asgi_application``) before the WebSocket routes are
+imported, because the consumers import models.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,15 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crm.settings")
 django_asgi_app = get_asgi_application()
 
-from crm.routing import application  # noqa: E402  (Django must be set up first)
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from crm.chat.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)
 
 __all__ = ["application", "django_asgi_app"]

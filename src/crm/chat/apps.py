@@ -13,3 +13,9 @@ class ChatConfig(AppConfig):
         from crm.chat import revocation
 
         revocation.connect_signals()
+
+    def load_demo(self) -> list[str]:
+        """``crm demo`` hook: the demo widget and a few conversations (lines to print)."""
+        from crm.chat.demo import load_chat_demo
+
+        return load_chat_demo()

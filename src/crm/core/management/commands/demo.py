@@ -22,10 +22,13 @@ class Command(BaseCommand):
         if not opts["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         load_core_demo()
-        if apps.is_installed("crm.chat"):
-            from crm.chat.demo import load_chat_demo
-
-            for line in load_chat_demo():
-                self.stdout.write(line)
+        # Each installed module adds its own demo data through its app config's
+        # ``load_demo`` hook (the chat module: a widget and conversations), so the
+        # core knows nothing of the modules.
+        for config in apps.get_app_configs():
+            load_demo = getattr(config, "load_demo", None)
+            if callable(load_demo):
+                for line in load_demo():
+                    self.stdout.write(line)
         self.stdout.write(f"CRM:   {public_url()}/crm/")
         self.stdout.write(f"Login: {DEMO_USERNAME} / {DEMO_PASSWORD}")
