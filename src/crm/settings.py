@@ -14,6 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from crm.conf import DEFAULTS
 from crm.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -43,17 +44,16 @@ DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
-CRM_PUBLIC_URL = env_str("CRM_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
-CRM_TABLE_PREFIX = env_str("CRM_TABLE_PREFIX", "crm_")
-CRM_MODULES = env_list("CRM_MODULES", ["chat"])
+# The defaults live in crm.conf (one place for a host project and this one).
+CRM_PUBLIC_URL = env_str("CRM_PUBLIC_URL", DEFAULTS["CRM_PUBLIC_URL"]).rstrip("/")
+CRM_TABLE_PREFIX = env_str("CRM_TABLE_PREFIX", DEFAULTS["CRM_TABLE_PREFIX"])
+CRM_MODULES = env_list("CRM_MODULES", DEFAULTS["CRM_MODULES"])
 
 
 def _rate_limits() -> dict[str, tuple[int, int]]:
     """Defaults from crm.conf, overridden by CRM_CHAT_RATE_LIMITS, e.g.
     ``{"send_message": [60, 60]}`` (requests, window seconds) as JSON."""
     import json
-
-    from crm.conf import DEFAULTS
 
     limits = dict(DEFAULTS["CRM_CHAT_RATE_LIMITS"])
     raw = env_str("CRM_CHAT_RATE_LIMITS")
@@ -77,7 +77,7 @@ CRM_CHAT_RATE_LIMITS = _rate_limits()
 # How often an open socket reads its rights again besides revocation events
 # (crm.chat.revocation); the default lives in crm.conf.
 if env_str("CRM_CHAT_SOCKET_RECHECK_SECONDS"):
-    CRM_CHAT_SOCKET_RECHECK_SECONDS = env_int("CRM_CHAT_SOCKET_RECHECK_SECONDS", 5, minimum=1)
+    CRM_CHAT_SOCKET_RECHECK_SECONDS = env_int("CRM_CHAT_SOCKET_RECHECK_SECONDS", 0, minimum=1)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
