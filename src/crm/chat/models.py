@@ -321,10 +321,6 @@ class ChatConversation(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("crm-chat-show", args=[self.external_id])
 
-    @property
-    def is_closed(self) -> bool:
-        return self.status == self.STATUS_CLOSED
-
 
 class ChatMessage(models.Model):
     SENDER_USER, SENDER_VISITOR, SENDER_SYSTEM = "user", "visitor", "system"

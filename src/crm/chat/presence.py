@@ -35,13 +35,6 @@ def mark_agent_online(agent_id: int) -> None:
         logger.warning("presence cache unavailable", exc_info=True)
 
 
-def mark_agent_offline(agent_id: int) -> None:
-    try:
-        cache.delete(_agent_key(agent_id))
-    except Exception:
-        logger.warning("presence cache unavailable", exc_info=True)
-
-
 def online_agent_ids(agent_ids: list[int]) -> set[int]:
     if not agent_ids:
         return set()
