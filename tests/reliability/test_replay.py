@@ -14,7 +14,8 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from crm.asgi import application
-from crm.chat import consumers, selectors
+from crm.chat import selectors
+from crm.chat.realtime import stream
 from tests.chat.conftest import ChatWorld, make_world
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,7 +49,7 @@ async def test_a_message_committed_during_a_replay_is_sent_once(tworld: ChatWorl
     )
     connected, _ = await comm.connect()
     assert connected
-    with mock.patch.object(consumers.selectors, "messages_since", racing_rows):
+    with mock.patch.object(stream.selectors, "messages_since", racing_rows):
         await comm.send_json_to(
             {"type": "auth", "token": tworld.token, "conversation": str(conv.external_id),
              "since": 0}

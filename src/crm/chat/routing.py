@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.auth import AuthMiddlewareStack
 from django.urls import re_path
 
-from crm.chat.consumers import AgentConsumer, VisitorConsumer
+from crm.chat.realtime import AgentConsumer, VisitorConsumer
 
 websocket_urlpatterns = [
     re_path(r"^p/chat/(?P<public_key>[A-Za-z0-9_-]{1,128})/ws$", VisitorConsumer.as_asgi()),

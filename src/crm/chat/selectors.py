@@ -338,3 +338,28 @@ def widget_rows(*, widget: ChatWidget) -> WidgetRows:
         conversations=ChatConversation.objects.filter(widget=widget).count(),
         messages=ChatMessage.objects.filter(conversation__widget=widget).count(),
     )
+
+
+# ------------------------------------------------------------------ socket reads
+
+
+def conversation_last_seq(*, conversation_pk: int) -> int:
+    """The conversation's newest seq (heartbeats and replays compare against it)."""
+    return ChatConversation.objects.values_list("last_seq", flat=True).get(pk=conversation_pk)
+
+
+def last_seqs(*, conversation_pks: list[int]) -> dict[str, int]:
+    """Newest seq per conversation, keyed by external id (an agent's heartbeat)."""
+    if not conversation_pks:
+        return {}
+    rows = ChatConversation.objects.filter(pk__in=conversation_pks)
+    return {str(ext): seq for ext, seq in rows.values_list("external_id", "last_seq")}
+
+
+def conversation_fresh(*, conversation: ChatConversation) -> ChatConversation:
+    """The conversation's row as it is now (a socket holds a copy from when it joined)."""
+    return ChatConversation.objects.get(pk=conversation.pk)
+
+
+def visitor_of(*, conversation: ChatConversation) -> ChatVisitor:
+    return ChatVisitor.objects.get(pk=conversation.visitor_id)

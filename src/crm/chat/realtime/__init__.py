@@ -1,0 +1,23 @@
+"""The socket hot path: WebSocket consumers of visitors and agents.
+
+- ``db``: the database hop every consumer uses (one kept connection, events sent
+  from the event loop);
+- ``stream``: what both sockets share: the delivery guarantee (replay + forward),
+  error frames, and rights that are read again (``crm.chat.revocation``);
+- ``visitor``: ``/p/chat/<key>/ws``, one visitor and one conversation of theirs;
+- ``agent``: ``/crm/chat/ws``, a logged-in agent's live inbox and open conversations.
+
+Both authorise before they subscribe to anything: the visitor by the token in its
+first frame (never in the URL, which lands in logs) plus the widget's allowed
+Origin; the agent by the session cookie, the chat permission and the CRM's own
+Origin (so another site can't open a socket with the agent's cookies).
+
+Close codes: 4400 bad frame, 4401 bad or missing token or session ended, 4403
+forbidden (origin or permission), 4404 unknown widget or conversation or module
+disabled, 4408 no auth frame in time.
+"""
+
+from crm.chat.realtime.agent import AgentConsumer
+from crm.chat.realtime.visitor import VisitorConsumer
+
+__all__ = ["AgentConsumer", "VisitorConsumer"]
