@@ -25,6 +25,7 @@ from pydantic import ConfigDict, StrictInt, field_validator
 from pydantic_core import PydanticCustomError
 
 from crm.chat import presence, ratelimit, selectors
+from crm.chat.errors import error_response
 from crm.chat.events import MessagePayload
 from crm.chat.models import (
     ChatConversation,
@@ -33,7 +34,6 @@ from crm.chat.models import (
     ChatWidget,
     max_body_length,
 )
-from crm.chat.origins import error_response
 from crm.chat.payloads import message_payloads
 from crm.chat.services import ChatError, InvalidToken, NotAllowed, chat_service
 

@@ -13,26 +13,22 @@ import re
 from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 
 from crm.chat import selectors
+from crm.chat.errors import error_response
 from crm.chat.models import ChatWidget
 from crm.conf import public_url
 
-PUBLIC_PATH = re.compile(r"^/p/chat/(?P<key>[A-Za-z0-9_-]{1,128})(?:\.js|/.*)?$")
-API_PATH = re.compile(r"^/p/chat/[A-Za-z0-9_-]{1,128}/api/")
+# Any path segment after /p/chat/ is taken for a key, well-formed or not: a malformed
+# key ("a.b", "~", "a b", 200 characters) must meet the same checks and the same 404
+# as an unknown one, not slip past them to a view that expects ``request.chat_widget``.
+PUBLIC_PATH = re.compile(r"/p/chat/(?P<key>[^/]+?)(?:\.js|/.*)?", re.DOTALL)
+API_PATH = re.compile(r"/p/chat/[^/]+/api/.*", re.DOTALL)
+WELL_FORMED_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 ALLOWED_HEADERS = "Content-Type, X-Chat-Visitor-Token"
 ALLOWED_METHODS = "GET, POST, PATCH, OPTIONS"
-
-
-def error_response(
-    status: int, code: str, message: str, *, fields: dict[str, list[str]] | None = None
-) -> JsonResponse:
-    """The one error shape of every public endpoint: ``{"error": {"code", "message"}}``."""
-    error: dict[str, object] = {"code": code, "message": message}
-    if fields:
-        error["fields"] = fields
-    return JsonResponse({"error": error}, status=status)
 
 
 def crm_origins(request: HttpRequest) -> set[str]:
@@ -63,18 +59,19 @@ class PublicChatMiddleware:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        match = PUBLIC_PATH.match(request.path_info)
+        match = PUBLIC_PATH.fullmatch(request.path_info)
         if match is None:
-            return self.get_response(request)
-        widget = selectors.widget_by_public_key(public_key=match["key"])
-        is_api = bool(API_PATH.match(request.path_info))
+            return _refuse_too_large(request) or self.get_response(request)
+        widget = _widget(match["key"])
+        is_api = API_PATH.fullmatch(request.path_info) is not None
         if widget is None:
             if is_api:
                 return error_response(404, "unknown_widget", "This chat widget does not exist.")
-            return self.get_response(request)  # the views render their own friendly 404s
+            # The views render their own friendly 404s.
+            return _refuse_too_large(request) or self.get_response(request)
         request.chat_widget = widget  # type: ignore[attr-defined]
         if not is_api:
-            return self.get_response(request)
+            return _refuse_too_large(request) or self.get_response(request)
         origin = request.headers.get("Origin")
         if not origin_allowed(request, widget, origin):
             response: HttpResponse = error_response(
@@ -84,7 +81,9 @@ class PublicChatMiddleware:
             if request.method == "OPTIONS":
                 response = HttpResponse(status=204)
             else:
-                response = _json_errors_only(self.get_response(request))
+                response = _refuse_too_large(request) or _json_errors_only(
+                    self.get_response(request)
+                )
             if origin and origin not in crm_origins(request):
                 response["Access-Control-Allow-Origin"] = origin
                 response["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
@@ -97,6 +96,46 @@ class PublicChatMiddleware:
         response["Vary"] = "Origin"
         response["Cache-Control"] = "no-store"
         return response
+
+
+def _widget(key: str) -> ChatWidget | None:
+    """The active widget of ``key``; a malformed key is unknown without a query.
+
+    Skipping the query matters beyond speed: PostgreSQL refuses a NUL in a string
+    parameter with an error, and the key comes straight from the URL.
+    """
+    if WELL_FORMED_KEY.fullmatch(key) is None:
+        return None
+    return selectors.widget_by_public_key(public_key=key)
+
+
+def _refuse_too_large(request: HttpRequest) -> HttpResponse | None:
+    """413 for a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, before anything reads it.
+
+    Django raises ``RequestDataTooBig`` on the first read of such a body (the view's,
+    or CSRF's reading a form), answers an HTML 400 and logs it at ERROR with a
+    traceback, though nothing is wrong on the server. This middleware runs before
+    every view and before ``CsrfViewMiddleware.process_view``, so it can say 413
+    first, for every path. Multipart bodies are left to Django: its limit leaves
+    file data out, so their declared length says nothing.
+    """
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is None or request.content_type == "multipart/form-data":
+        return None
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if length <= limit:
+        return None
+    message = f"The request body is larger than {limit} bytes."
+    if request.path_info.startswith("/p/chat/") or _wants_json(request):
+        return error_response(413, "too_large", message)
+    return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "json" in request.content_type or "json" in request.headers.get("Accept", "")
 
 
 def _json_errors_only(response: HttpResponse) -> HttpResponse:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, path, re_path
 
 from crm.chat.api import api
-from crm.chat.views import inbox, public, widgets
+from crm.chat.views import actions, inbox, inbox_json, public, widgets
 
-KEY = r"(?P<public_key>[A-Za-z0-9_-]{1,128})"
+# Any segment: a malformed key gets the same friendly 404s as an unknown one (the
+# middleware never looks it up, so the views find no widget on the request).
+KEY = r"(?P<public_key>[^/]+)"
 
 urlpatterns: list[URLPattern | URLResolver] = [
     re_path(rf"^p/chat/{KEY}\.js$", public.loader, name="crm-chat-loader"),
@@ -48,18 +50,18 @@ urlpatterns: list[URLPattern | URLResolver] = [
     ),
     # The inbox
     path("crm/chat/", inbox.inbox, name="crm-chat-index"),
-    path("crm/chat/unread/", inbox.unread, name="crm-chat-unread"),
+    path("crm/chat/unread/", inbox_json.unread, name="crm-chat-unread"),
     path("crm/chat/<uuid:external_id>/", inbox.conversation, name="crm-chat-show"),
     path(
         "crm/chat/<uuid:external_id>/messages/",
-        inbox.messages_since,
+        inbox_json.messages_since,
         name="crm-chat-messages",
     ),
-    path("crm/chat/<uuid:external_id>/send/", inbox.send_message, name="crm-chat-send"),
-    path("crm/chat/<uuid:external_id>/read/", inbox.mark_read, name="crm-chat-read"),
+    path("crm/chat/<uuid:external_id>/send/", inbox_json.send_message, name="crm-chat-send"),
+    path("crm/chat/<uuid:external_id>/read/", inbox_json.mark_read, name="crm-chat-read"),
     path(
         "crm/chat/<uuid:external_id>/<slug:name>/",
-        inbox.action,
+        actions.action,
         name="crm-chat-action",
     ),
 ]
