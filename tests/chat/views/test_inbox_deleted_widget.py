@@ -21,7 +21,14 @@ from crm.chat.models import ChatConversation, ChatVisitor
 from crm.chat.notifications import send_offline_reply_email
 from crm.chat.services import chat_service
 from tests.chat.conftest import ChatWorld
-from tests.chat.views.test_inbox import client_for, listed, new_chat, post_json, send_url, show_url
+from tests.chat.views.inbox_support import (
+    client_for,
+    listed,
+    new_chat,
+    post_json,
+    send_url,
+    show_url,
+)
 
 pytestmark = pytest.mark.django_db
 
