@@ -9,6 +9,7 @@ actions in ``actions``.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from uuid import UUID
 
@@ -25,6 +26,8 @@ from crm.chat.models import ChatConversation
 from crm.chat.payloads import message_payloads
 
 PER_PAGE = 25
+ROW_ID = re.compile(r"[0-9]{1,19}")
+ROW_ID_MAX = 2**63 - 1  # the largest value of a BigAutoField
 view_chat = permission_required("crm_chat.view_chat", raise_exception=True)
 reply_chat = permission_required("crm_chat.reply_chat", raise_exception=True)
 
@@ -42,23 +45,31 @@ def _filters(request: HttpRequest) -> dict[str, Any]:
         status = "open"
     if status == "deleted" and not request.user.has_perm("crm_chat.delete_chat"):
         status = "open"
-    assigned: str | int | None = request.GET.get("assigned") or None
-    if assigned not in {None, "me", "unassigned"}:
-        try:
-            assigned = int(assigned)  # type: ignore[arg-type]
-        except ValueError:
-            assigned = None
-    try:
-        widget_id = int(request.GET.get("widget") or 0) or None
-    except ValueError:
-        widget_id = None
+    assigned_param = request.GET.get("assigned")
+    assigned: str | int | None = (
+        assigned_param if assigned_param in {"me", "unassigned"} else _row_id(assigned_param)
+    )
     return {
         "status": None if status == "all" else status,
         "assigned": assigned,
-        "widget_id": widget_id,
-        "search": request.GET.get("q", "")[:200],
+        "widget_id": _row_id(request.GET.get("widget")),
+        # PostgreSQL refuses text with a NUL in it (a 500); no stored text holds one.
+        "search": request.GET.get("q", "").replace("\x00", "")[:200],
         "status_tab": status,
     }
+
+
+def _row_id(value: str | None) -> int | None:
+    """A row id from a filter link, or None (no filter) for anything else.
+
+    ``int()`` would also take "١٢٣" (any Unicode digits), " 7", "1_0", "-0" and numbers
+    of any size, and SQLite fails a query with an integer beyond 64 bits (a 500).
+    Ids are positive 64-bit integers written in ASCII digits, so only those pass.
+    """
+    if value is None or ROW_ID.fullmatch(value) is None:
+        return None
+    number = int(value)
+    return number if 0 < number <= ROW_ID_MAX else None
 
 
 def _list_context(request: HttpRequest) -> dict[str, Any]:
