@@ -68,7 +68,8 @@ class BudgetTests:
         html = _body(page)
         assets = _Assets()
         assets.feed(html.decode())
-        assert [u.rsplit("/", 1)[-1].split("?")[0] for u in assets.scripts] == ["widget.js"]
+        scripts = [u.rsplit("/", 1)[-1].split("?")[0] for u in assets.scripts]
+        assert scripts == ["stream.js", "widget.js"]
         assert [u.rsplit("/", 1)[-1].split("?")[0] for u in assets.styles] == ["widget.css"]
         sizes = {"iframe html": (len(html), _gz(html))}
         for url in assets.scripts + assets.styles:

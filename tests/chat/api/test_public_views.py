@@ -172,7 +172,7 @@ class WidgetPageTests:
         )
         page = _parse(Client().get(f"/p/chat/{world.widget.public_key}").content.decode())
         assert page.script_text == []
-        assert [t for t, _ in page.tags].count("script") == 1
+        assert [t for t, _ in page.tags].count("script") == 2  # stream.js, widget.js
         assert [t for t, _ in page.tags if t == "img"] == []
         assert [
             (t, name) for t, attrs in page.tags for name in attrs if name.startswith("on")
@@ -182,7 +182,7 @@ class WidgetPageTests:
         page = _parse(Client().get(f"/p/chat/{world.widget.public_key}").content.decode())
         srcs = [attrs["src"] for tag, attrs in page.tags if tag == "script"]
         hrefs = [attrs["href"] for tag, attrs in page.tags if attrs.get("rel") == "stylesheet"]
-        assert [s.split("?")[0].rsplit("/", 1)[-1] for s in srcs] == ["widget.js"]
+        assert [s.split("?")[0].rsplit("/", 1)[-1] for s in srcs] == ["stream.js", "widget.js"]
         assert [h.split("?")[0].rsplit("/", 1)[-1] for h in hrefs] == ["widget.css"]
         for url in srcs + hrefs:
             assert url.startswith("/"), url  # same origin: allowed by 'self'

@@ -119,6 +119,9 @@ def widget_page(request: HttpRequest, public_key: str) -> HttpResponse:
                 "position": widget.position,
             }
         ),
+        # The shared stream client first: widget.js builds on it (both count toward the
+        # first-open budget of DESIGN.md §6).
+        "stream": static("crm_chat/stream.js"),
         "script": static("crm_chat/widget/widget.js"),
         "style": static("crm_chat/widget/widget.css"),
     }

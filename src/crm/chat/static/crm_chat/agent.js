@@ -1,20 +1,13 @@
 // crm-chat agent socket, shared by every CRM page of an agent with chat access.
 // One WebSocket per tab; page scripts listen for "crm-chat:event" on document and
 // send frames with window.crmAgent.send(). When the socket is down the sidebar
-// badge (and page scripts, via "crm-chat:poll") fall back to polling.
+// badge (and page scripts, via "crm-chat:poll") fall back to polling. Reconnecting
+// with backoff and the polling schedule are the shared stream client's (stream.js).
 (function () {
   "use strict";
   var el = document.getElementById("crm-agent");
   var badge = document.getElementById("nav-chat-unread");
-  var ws = null, ready = false, fails = 0, pollTimer = null, pingTimer = null, latest = null;
-  var agent = {
-    ready: false,
-    send: function (frame) {
-      if (ready && ws && ws.readyState === 1) { ws.send(JSON.stringify(frame)); return true; }
-      return false;
-    },
-  };
-  window.crmAgent = agent;
+  var latest = null;
 
   // Alerts while the tab is hidden: a short sound and/or a desktop notification, as
   // the agent chose on the inbox page (kept per browser). Notifications show text only.
@@ -82,7 +75,7 @@
           if (!j) return;
           setBadge(j.unread);
           // Without the socket, a growing unread count is the only sign of new messages.
-          if (!ready && lastUnread !== null && j.unread > lastUnread) alertAgent("New chat messages", j.unread + " unread", null);
+          if (!link.ready && lastUnread !== null && j.unread > lastUnread) alertAgent("New chat messages", j.unread + " unread", null);
           lastUnread = j.unread;
           if (latest !== null && j.latest !== latest) emit("crm-chat:changed", {});
           latest = j.latest;
@@ -93,23 +86,16 @@
     // Socket down: keep the badge, the list and the open conversation fresh by polling.
     refreshUnread();
     emit("crm-chat:poll", {});
-    pollTimer = setTimeout(poll, document.hidden ? 15000 : 4000);
+    link.poll(document.hidden ? 15000 : 4000);
   }
-  function startPolling() { if (!pollTimer) poll(); }
-  function stopPolling() { clearTimeout(pollTimer); pollTimer = null; }
 
-  function connect() {
-    if (!("WebSocket" in window)) { startPolling(); return; }
-    var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + el.dataset.ws;
-    try { ws = new WebSocket(url); } catch (e) { failed(); return; }
-    ws.onmessage = function (e) {
-      var ev; try { ev = JSON.parse(e.data); } catch (x) { return; }
+  // window.crmAgent: { ready, send(frame) -> bool } for the page scripts.
+  var link = window.crmAgent = crmStream.socket({
+    path: el.dataset.ws, ping: 30000, poll: poll,
+    frame: function (ev) {
       if (ev.type === "ready") {
-        ready = agent.ready = true; fails = 0; stopPolling();
         document.documentElement.dataset.agentTransport = "ws";
         emit("crm-chat:ready", ev);
-        clearInterval(pingTimer);
-        pingTimer = setInterval(function () { agent.send({ type: "ping" }); }, 30000);
         refreshUnread();
         return;
       }
@@ -119,22 +105,15 @@
         alertAgent(ev.message.sender_name, ev.message.body, ev.conversation);
       }
       emit("crm-chat:event", ev);
-    };
-    ws.onclose = function (e) {
-      var was = ready; ready = agent.ready = false; ws = null; clearInterval(pingTimer);
-      // Session ended or chat access lost: the page reloads into the login or the refusal.
-      if (e.code === 4401 || e.code === 4403) { emit("crm-chat:down", {}); location.reload(); return; }
-      if (!was) fails++;
+    },
+    down: function (code) {
       emit("crm-chat:down", {});
-      failed();
-    };
-  }
-  function failed() {
-    document.documentElement.dataset.agentTransport = "poll";
-    startPolling();
-    setTimeout(connect, Math.min(30000, 1000 * Math.pow(2, Math.min(fails, 5))));
-  }
+      // Session ended or chat access lost: the page reloads into the login or the refusal.
+      if (code === 4401 || code === 4403) { location.reload(); return false; }
+      document.documentElement.dataset.agentTransport = "poll";
+    },
+  });
   bindAlertControls();
   refreshUnread();
-  connect();
+  link.start();
 })();

@@ -1,6 +1,7 @@
 // Conversation view: live transcript, reply box, typing and read receipts.
-// Messages are keyed by seq and own sends by client_id, so a reply that comes back
-// both as an ack and as a broadcast (or from a poll) is shown once.
+// The cursor, dedupe by seq and client_id, pending sends and resend are the shared
+// stream client's (stream.js, loaded with agent.js by core/base.html), so a reply
+// that comes back both as an ack and as a broadcast (or from a poll) is shown once.
 (function () {
   "use strict";
   // Destructive actions ask first (no inline handlers: the form says what to ask).
@@ -18,11 +19,20 @@
   var transportEl = document.getElementById("transport");
   var statusEl = document.getElementById("conv-status");
   var agent = window.crmAgent || { ready: false, send: function () { return false; } };
-  // cursor: the seq up to which we hold every message (in-order socket frames, polls,
-  // "synced" marks); resuming from it can't skip one. Acks don't move it.
-  var lastSeq = cfg.lastSeq, cursor = cfg.lastSeq, seen = {}, pending = {}, visitorRead = 0, lastRead = 0;
+  var visitorRead = 0, lastRead = 0;
   var draftKey = "crm-draft:" + cfg.conversation;
-  log.querySelectorAll("[data-seq]").forEach(function (n) { seen[n.dataset.seq] = n; });
+  var stream = crmStream.create({
+    cursor: cfg.lastSeq, prefix: "a", show: add,
+    seen: [].map.call(log.querySelectorAll("[data-seq]"), function (n) { return n.dataset.seq; }),
+    state: function (m) {
+      render(m, m.node);
+      errorEl.hidden = !m.failed;
+      if (m.failed) errorEl.textContent = m.error;
+    },
+    push: function (m) { return agent.send({ type: "send", conversation: cfg.conversation, body: m.body, client_id: m.client_id }); },
+    post: function (m) { return post(holder.dataset.sendUrl, { body: m.body, client_id: m.client_id }).then(function (j) { return j.message; }); },
+    sync: subscribe,
+  });
   // The server writes UTC; show the agent's local time, as live messages do.
   log.querySelectorAll("time[datetime]").forEach(function (t) {
     var d = new Date(t.dateTime);
@@ -48,13 +58,10 @@
     if (m.seq) node.dataset.seq = m.seq;
     return node;
   }
-  function add(m) {
-    if (!m || seen[m.seq]) return;
-    var p = m.client_id && pending[m.client_id];
+  // A message shown for the first time (the stream drops repeats by seq); p: our own
+  // pending reply it settles, whose bubble it takes over.
+  function add(m, p) {
     var node = render(m, p ? p.node : null);
-    if (p) delete pending[m.client_id];
-    seen[m.seq] = node;
-    if (m.seq > lastSeq) lastSeq = m.seq;
     if (!p) {
       var after = null;
       log.querySelectorAll("[data-seq]").forEach(function (n) { if (!after && +n.dataset.seq > m.seq) after = n; });
@@ -84,10 +91,10 @@
     if (ev && ev.typing) typingTimer = setTimeout(function () { typingEl.textContent = ""; }, 6000);
   }
   function markRead() {
-    if (document.hidden || lastSeq <= lastRead) return;
-    lastRead = lastSeq;
-    if (!agent.send({ type: "read", conversation: cfg.conversation, up_to_seq: lastSeq })) {
-      post(holder.dataset.readUrl, { up_to_seq: lastSeq }).catch(function () {});
+    if (document.hidden || stream.last <= lastRead) return;
+    lastRead = stream.last;
+    if (!agent.send({ type: "read", conversation: cfg.conversation, up_to_seq: lastRead })) {
+      post(holder.dataset.readUrl, { up_to_seq: lastRead }).catch(function () {});
     }
   }
   function post(url, data) {
@@ -104,27 +111,17 @@
   }
   function setTransport(t) { document.documentElement.dataset.transport = t; if (transportEl) transportEl.textContent = t === "ws" ? "Live" : "Live (polling)"; }
 
-  // ---- live updates
-  // A new socket hears the inbox's live events before it has replayed this
-  // conversation, and those can skip seqs the replay is about to send: message frames
-  // move the cursor only once the socket has "synced" us (then they come in order).
-  var inOrder = false;
-  function subscribe() { if (agent.send({ type: "subscribe", conversation: cfg.conversation, since: cursor })) setTransport("ws"); }
-  function advance(seq) { if (seq > cursor) cursor = seq; }
-  document.addEventListener("crm-chat:ready", function () { inOrder = false; subscribe(); });
+  // ---- live updates: the agent socket (agent.js) carries them, or its polls do
+  function subscribe() { if (agent.send({ type: "subscribe", conversation: cfg.conversation, since: stream.cursor })) setTransport("ws"); }
+  document.addEventListener("crm-chat:ready", function () { stream.opened(); subscribe(); stream.resend(); });
   if (agent.ready) subscribe();
   document.addEventListener("crm-chat:event", function (e) {
     var ev = e.detail;
-    if (ev.type === "pong") {
-      // A live event was lost (e.g. the broker restarted): replay what we missed.
-      if ((ev.last_seqs || {})[cfg.conversation] > cursor) subscribe();
-      return;
-    }
-    if (ev.conversation !== cfg.conversation) return;
-    if (ev.type === "message") { add(ev.message); if (inOrder) advance(ev.seq); }
-    else if (ev.type === "synced") { inOrder = true; advance(ev.up_to); }
-    else if (ev.type === "ack") { add(ev.message); }
-    else if (ev.type === "status") setStatus(ev.status);
+    if (ev.type === "pong") { stream.behind((ev.last_seqs || {})[cfg.conversation]); return; }
+    // Acks and errors name no conversation: only ours match one of our client_ids.
+    if ((ev.type === "ack" || ev.type === "error") && stream.pending[ev.client_id]) { stream.frame(ev); return; }
+    if (ev.conversation !== cfg.conversation || stream.frame(ev)) return;
+    if (ev.type === "status") setStatus(ev.status);
     else if (ev.type === "read" && ev.reader === "visitor") setVisitorRead(ev.up_to_seq);
     else if (ev.type === "typing" && ev.sender_type === "visitor") typing(ev);
     else if (ev.type === "revoked") revoked(ev.message);
@@ -135,19 +132,17 @@
     form.querySelectorAll("textarea, button").forEach(function (n) { n.disabled = true; });
     document.documentElement.dataset.chatRevoked = "1";
   }
-  document.addEventListener("crm-chat:event", function (e) { if (e.detail.type === "error" && e.detail.client_id) fail(e.detail.client_id, e.detail.message); });
   document.addEventListener("crm-chat:down", function () { setTransport("poll"); });
   var polling = false;
   function poll() {
     if (polling || agent.ready) return;
     polling = true; setTransport("poll");
-    fetch(holder.dataset.messagesUrl + "?since=" + cursor, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    fetch(holder.dataset.messagesUrl + "?since=" + stream.cursor, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (j) {
         polling = false; if (!j) return;
-        j.messages.forEach(function (m) { add(m); advance(m.seq); });
-        if (j.messages.length < 500) advance(j.last_seq);
-        setStatus(j.status); setVisitorRead(j.visitor_read_up_to); resend();
+        stream.polled(j.messages, j.messages.length < 500 && j.last_seq);
+        setStatus(j.status); setVisitorRead(j.visitor_read_up_to); stream.resend();
       })
       .catch(function () { polling = false; });
   }
@@ -156,23 +151,6 @@
   markRead();
 
   // ---- replying: idempotent by client_id; a failed send can be retried as is
-  function fail(clientId, message) {
-    var p = pending[clientId];
-    if (!p) return;
-    p.msg.failed = true; p.sent = false; render(p.msg, p.node);
-    errorEl.textContent = message; errorEl.hidden = false;
-  }
-  function deliver(p) {
-    if (p.sent) return;
-    p.msg.failed = false; render(p.msg, p.node); errorEl.hidden = true;
-    if (agent.send({ type: "send", conversation: cfg.conversation, body: p.msg.body, client_id: p.msg.client_id })) { p.sent = true; return; }
-    p.sent = true;
-    post(holder.dataset.sendUrl, { body: p.msg.body, client_id: p.msg.client_id })
-      .then(function (j) { add(j.message); })
-      .catch(function (e) { p.sent = false; if (e.status) fail(p.msg.client_id, e.message); });
-  }
-  function resend() { Object.keys(pending).forEach(function (k) { if (!pending[k].msg.failed) deliver(pending[k]); }); }
-  document.addEventListener("crm-chat:ready", function () { Object.keys(pending).forEach(function (k) { pending[k].sent = false; }); resend(); });
   if (!form) return;
   box.value = localStorage.getItem(draftKey) || "";
   var lastTyping = 0;
@@ -188,13 +166,12 @@
     e.preventDefault();
     var body = box.value.trim();
     if (!body) return;
-    var msg = { client_id: "a" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10), body: body, sender_type: "user", sender_name: "You", created_at: new Date().toISOString() };
-    var p = { msg: msg, node: render(msg), sent: false };
-    pending[msg.client_id] = p;
-    log.appendChild(p.node); log.scrollTop = log.scrollHeight;
+    var m = stream.add({ body: body, sender_type: "user", sender_name: "You", created_at: new Date().toISOString() });
+    m.node = render(m);
+    log.appendChild(m.node); log.scrollTop = log.scrollHeight;
     box.value = ""; lastTyping = 0;
     try { localStorage.removeItem(draftKey); } catch (x) {}
     agent.send({ type: "typing", conversation: cfg.conversation, typing: false });
-    deliver(p);
+    stream.deliver(m);
   });
 })();

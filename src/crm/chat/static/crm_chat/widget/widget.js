@@ -1,9 +1,8 @@
-// crm-chat visitor UI, running inside the CRM-served iframe. No build step, no globals.
-// Messages are deduplicated by seq and by client_id, so a reply that arrives over both
-// the WebSocket and a poll, or a retried send, is shown exactly once. S.cursor is the
-// seq up to which we hold everything (in-order socket frames, complete poll results,
-// "synced" marks); resuming from it after any break can't skip a message. Acks of our
-// own sends don't move it, since they can run ahead of messages still on their way.
+// crm-chat visitor UI, running inside the CRM-served iframe. No build step, no globals
+// of its own. The cursor, dedupe by seq and client_id, pending sends, resend and the
+// reconnect backoff are the shared stream client's (../stream.js, loaded first), so a
+// reply that arrives over both the WebSocket and a poll, or a retried send, is shown
+// exactly once, and resuming after any break can't skip a message.
 (function () {
   "use strict";
   var cfgEl = document.getElementById("crm-chat-config");
@@ -16,10 +15,10 @@
   root.style.setProperty("--c", cfg.color);
 
   var S = {
-    token: null, visitor: null, conv: null, lastSeq: 0, readUpTo: 0, agents: 0,
-    seen: {}, pending: {}, open: false, parent: null, pages: [], maxBody: 5000,
-    cursor: 0, ws: null, wsReady: false, wsFails: 0, pollTimer: null, unread: 0, lastRead: 0,
+    token: null, visitor: null, conv: null, readUpTo: 0, agents: 0,
+    open: false, parent: null, pages: [], maxBody: 5000, unread: 0, lastRead: 0,
   };
+  var backoff = crmStream.backoff;
 
   // ---- storage: localStorage may be blocked (privacy modes); fall back to memory.
   var mem = {};
@@ -104,7 +103,7 @@
     if (m.sender_type !== "system") {
       var st = document.createElement("span"); st.className = "st";
       st.textContent = (m.created_at ? fmtTime(m.created_at) : "") + (mine ? " · " + statusText(m) : "");
-      if (m.failed) { var b = document.createElement("button"); b.type = "button"; b.textContent = "Retry"; b.addEventListener("click", function () { retry(m); }); st.appendChild(document.createTextNode(" · ")); st.appendChild(b); }
+      if (m.failed) { var b = document.createElement("button"); b.type = "button"; b.textContent = "Retry"; b.addEventListener("click", function () { stream.retry(m); }); st.appendChild(document.createTextNode(" · ")); st.appendChild(b); }
       el.appendChild(st);
     }
     el.dataset.seq = m.seq || "";
@@ -121,20 +120,17 @@
     log.appendChild(el);
   }
   function scrollDown() { log.scrollTop = log.scrollHeight; }
-  function refreshStates() { Object.keys(S.seen).forEach(function (k) { var m = S.seen[k]; if (m.sender_type === "visitor") render(m); }); }
+  function refreshStates() { Object.keys(stream.seen).forEach(function (k) { var m = stream.seen[k]; if (m.sender_type === "visitor") render(m); }); }
 
-  function receive(m, initial) {
+  // A message shown for the first time (the stream drops repeats by seq); mine: our
+  // own pending send it settles, whose bubble it takes over.
+  function show(m, mine, initial) {
     if (m.internal) return;
-    if (S.seen[m.seq]) return;                        // duplicate by seq
-    var p = m.client_id && S.pending[m.client_id];
-    if (p) { m.el = p.el; delete S.pending[m.client_id]; } // our own send, now stored
-    S.seen[m.seq] = m;
-    if (m.seq > S.lastSeq) S.lastSeq = m.seq;
+    if (mine) m.el = mine.el;
     place(m);
     if (m.sender_type === "user" && !initial) { typing(null); if (m.seq > S.lastRead) { S.unread++; notifyUnread(); } }
     scrollDown();
   }
-  function advance(seq) { if (seq > S.cursor) S.cursor = seq; }
   function setConversation(c) {
     if (!c) return;
     var wasClosed = S.conv && S.conv.status === "closed";
@@ -158,10 +154,9 @@
   function markRead() {
     if (!S.conv || !S.open || document.hidden) return;
     S.unread = 0; showUnread();
-    if (S.lastSeq <= S.lastRead) return;
-    S.lastRead = S.lastSeq;
-    if (S.wsReady) wsSend({ type: "read", up_to_seq: S.lastSeq });
-    else api("POST", "/conversations/" + S.conv.id + "/read", { up_to_seq: S.lastSeq }).catch(function () {});
+    if (stream.last <= S.lastRead) return;
+    S.lastRead = stream.last;
+    if (!link.send({ type: "read", up_to_seq: S.lastRead })) api("POST", "/conversations/" + S.conv.id + "/read", { up_to_seq: S.lastRead }).catch(function () {});
   }
   var typingTimer;
   function typing(ev) {
@@ -197,8 +192,8 @@
       who.hidden = !!(j.visitor.name || j.visitor.email || j.conversation);
       if (j.conversation) {
         setConversation(j.conversation);
-        j.messages.forEach(function (m) { receive(m, true); advance(m.seq); });
-        S.unread = j.conversation.unread; notifyUnread(); connect();
+        stream.polled(j.messages, 0, true);
+        S.unread = j.conversation.unread; notifyUnread(); live();
       }
       S.pages.splice(0).forEach(trackPage);
       root.dataset.ready = "1";
@@ -207,79 +202,64 @@
       if (e.status === 401) { save(null); S.token = null; return identify(); } // stale or foreign token
       if (e.status === 429) { showBanner(e.message); }
       else presence.textContent = "Can't connect · retrying…";
-      setTimeout(identify, Math.min(30000, 1000 * Math.pow(2, identifyTries++)));
+      setTimeout(identify, backoff(identifyTries++));
     });
   }
 
   // ---- live transport: WebSocket first, polling whenever the socket isn't ready
-  function connect() {
-    schedulePoll(0);
-    if (!("WebSocket" in window) || S.ws) return;
-    var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + cfg.ws;
-    var ws;
-    try { ws = new WebSocket(url); } catch (e) { return wsFailed(); }
-    S.ws = ws;
-    ws.onopen = function () { ws.send(JSON.stringify({ type: "auth", token: S.token, conversation: S.conv.id, since: S.cursor })); };
-    ws.onmessage = function (e) {
-      var ev; try { ev = JSON.parse(e.data); } catch (x) { return; }
+  var stream = crmStream.create({
+    prefix: "v", show: show,
+    state: function (m, again) { render(m); if (m.failed) showBanner(m.error); else if (again) showBanner(""); },
+    push: function (m) { return link.send({ type: "send", body: m.body, client_id: m.client_id }); },
+    post: function (m) {
+      return api("POST", "/conversations/" + S.conv.id + "/messages", { body: m.body, client_id: m.client_id })
+        .then(function (j) { setConversation(j.conversation); showBanner(""); link.poll(0); return j.message; });
+    },
+    sync: function (since) { link.send({ type: "sync", since: since }); },
+  });
+  var link = crmStream.socket({
+    path: cfg.ws, ping: 25000, poll: poll, // the heartbeat keeps us "online" for agents
+    open: function (send) { stream.opened(); send({ type: "auth", token: S.token, conversation: S.conv.id, since: stream.cursor }); },
+    down: function () { root.dataset.transport = "poll"; },
+    frame: function (ev) {
+      if (stream.frame(ev)) return;
       if (ev.type === "ready") {
-        S.wsReady = true; S.wsFails = 0; root.dataset.transport = "ws"; stopPoll();
+        root.dataset.transport = "ws";
         setAgents(ev.agents_online); if (ev.conversation) setConversation(ev.conversation);
-        flushPending(); markRead();
-        // Heartbeat: keeps us "online" for agents and refreshes their presence for us.
-        clearInterval(S.ping); S.ping = setInterval(function () { wsSend({ type: "ping" }); }, 25000);
+        stream.resend(); markRead();
       }
-      else if (ev.type === "synced") advance(ev.up_to);
       else if (ev.type === "pong") {
         if ("agents_online" in ev) setAgents(ev.agents_online);
-        // A live event was lost (e.g. the broker restarted): fetch what we missed.
-        if (ev.last_seq > S.cursor) wsSend({ type: "sync", since: S.cursor });
+        stream.behind(ev.last_seq);
       }
-      else if (ev.type === "message") { receive(ev.message); advance(ev.seq); }
-      else if (ev.type === "ack") ack(ev);
       else if (ev.type === "status") setConversation(Object.assign({}, S.conv, { status: ev.status }));
       else if (ev.type === "read" && ev.reader === "user") { if (ev.up_to_seq > S.readUpTo) { S.readUpTo = ev.up_to_seq; refreshStates(); } }
       else if (ev.type === "typing" && ev.sender_type === "user") typing(ev);
       else if (ev.type === "presence") setAgents(ev.agents_online);
-      else if (ev.type === "error") { if (ev.code === "rate_limited") limited(ev); else failSend(ev); }
-    };
-    ws.onclose = function () { clearInterval(S.ping); var was = S.wsReady; S.ws = null; S.wsReady = false; if (!was) S.wsFails++; wsFailed(); };
-  }
-  function wsFailed() {
-    root.dataset.transport = "poll";
-    schedulePoll(0);
-    // Keep trying the socket with backoff; polling carries the chat meanwhile.
-    setTimeout(connect, Math.min(30000, 1000 * Math.pow(2, Math.min(S.wsFails, 5))));
-  }
-  function wsSend(m) { if (S.wsReady && S.ws.readyState === 1) { S.ws.send(JSON.stringify(m)); return true; } return false; }
-  function stopPoll() { clearTimeout(S.pollTimer); S.pollTimer = null; }
-  function schedulePoll(ms) {
-    if (S.wsReady || !S.conv) return;
-    stopPoll();
-    S.pollTimer = setTimeout(poll, ms);
-  }
+      else if (ev.type === "error") showBanner(ev.message);
+    },
+  });
+  function live() { link.poll(0); link.start(); }
   function poll() {
-    if (S.wsReady) return;
-    api("GET", "/conversations/" + S.conv.id + "/messages?since=" + S.cursor).then(function (j) {
-      if (!S.wsReady) root.dataset.transport = "poll";
+    if (link.ready || !S.conv) return;
+    api("GET", "/conversations/" + S.conv.id + "/messages?since=" + stream.cursor).then(function (j) {
+      if (!link.ready) root.dataset.transport = "poll";
       showBanner(""); setAgents(j.agents_online); setConversation(j.conversation);
-      j.messages.forEach(function (m) { receive(m); advance(m.seq); });
-      if (!j.more) advance(j.conversation.last_seq);
-      flushPending();
-      schedulePoll(j.more ? 0 : S.open && !document.hidden ? 3000 : 15000);
+      stream.polled(j.messages, !j.more && j.conversation.last_seq);
+      stream.resend();
+      link.poll(j.more ? 0 : S.open && !document.hidden ? 3000 : 15000);
     }).catch(function (e) {
       presence.textContent = "Reconnecting…"; S.agents = -1;
       if (e.status === 401) { save(null); S.token = null; S.conv = null; identify(); return; }
-      schedulePoll(e.retry ? e.retry * 1000 : 5000);
+      link.poll(e.retry ? e.retry * 1000 : 5000);
     });
   }
 
   // ---- sending: idempotent by client_id, so retries can never duplicate a message
-  function cid() { return "v" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10); }
   function send(text) {
-    var m = { client_id: cid(), body: text, sender_type: "visitor", sender_name: "You", created_at: new Date().toISOString(), tries: 0 };
-    S.pending[m.client_id] = m; place(m); scrollDown();
-    ensureConversation().then(function () { deliver(m); }).catch(function (e) { failSend({ client_id: m.client_id, message: e.message }); });
+    var m = stream.add({ body: text, sender_type: "visitor", sender_name: "You", created_at: new Date().toISOString() });
+    place(m); scrollDown();
+    ensureConversation().then(function () { stream.deliver(m); }).catch(function (e) { stream.fail(m, e.message); });
   }
   function ensureConversation() {
     return identified.then(openConversation);
@@ -293,43 +273,10 @@
       return api("POST", "/conversations", {});
     }).then(function (j) {
       setConversation(j.conversation);
-      j.messages.forEach(function (m) { receive(m); advance(m.seq); });
-      connect(); return S.conv;
+      stream.polled(j.messages, 0);
+      live(); return S.conv;
     })
       .catch(function (e) { if (e.status === 422) { $("who-error").textContent = e.message; $("who-error").hidden = false; } throw e; });
-  }
-  function deliver(m) {
-    if (m.sent || m.inflight) return;
-    m.failed = false; render(m);
-    if (wsSend({ type: "send", body: m.body, client_id: m.client_id })) { m.sent = true; return; }
-    m.inflight = true;
-    api("POST", "/conversations/" + S.conv.id + "/messages", { body: m.body, client_id: m.client_id })
-      .then(function (j) { m.inflight = false; setConversation(j.conversation); receive(j.message); showBanner(""); schedulePoll(0); })
-      .catch(function (e) {
-        m.inflight = false;
-        if (!e.status || e.status >= 500) { m.tries++; setTimeout(function () { deliver(m); }, Math.min(15000, 1000 * Math.pow(2, m.tries))); return; }
-        failSend({ client_id: m.client_id, message: e.message });
-        if (e.status === 429) setTimeout(function () { retry(m); }, (e.retry || 5) * 1000);
-      });
-  }
-  function ack(ev) { var m = S.pending[ev.client_id]; if (ev.message) receive(ev.message); else if (m) m.sent = true; }
-  function failSend(ev) {
-    var m = S.pending[ev.client_id];
-    if (ev.message) showBanner(ev.message);
-    if (!m) return;
-    m.failed = true; m.sent = false; render(m);
-  }
-  // Over the limit on the socket: shown as not sent (with Retry) and tried again later,
-  // as after a 429 over HTTP, instead of staying "Sending…" until the next reconnect.
-  function limited(ev) {
-    failSend(ev);
-    var m = S.pending[ev.client_id];
-    if (m) setTimeout(function () { retry(m); }, (ev.retry_after || 5) * 1000);
-  }
-  function retry(m) { if (S.pending[m.client_id]) { showBanner(""); deliver(m); } }
-  function flushPending() {
-    // After a reconnect, messages sent over a socket that died before its ack go again.
-    Object.keys(S.pending).forEach(function (k) { var m = S.pending[k]; if (m.sent && !m.failed) { m.sent = false; } if (!m.failed && S.conv) deliver(m); });
   }
 
   // ---- composer: Enter sends, Shift+Enter adds a line
@@ -340,7 +287,7 @@
   body.addEventListener("input", function () {
     body.style.height = "auto"; body.style.height = Math.min(body.scrollHeight, 120) + "px";
     var now = Date.now();
-    if (now - lastTyping > 2500) { lastTyping = now; wsSend({ type: "typing", typing: true }); }
+    if (now - lastTyping > 2500) { lastTyping = now; link.send({ type: "typing", typing: true }); }
   });
   form.addEventListener("submit", function (e) {
     e.preventDefault();
@@ -348,7 +295,7 @@
     if (!text) return;
     if (text.length > S.maxBody) { showBanner("Messages can be at most " + S.maxBody + " characters."); return; }
     body.value = ""; body.style.height = "auto"; lastTyping = 0;
-    wsSend({ type: "typing", typing: false });
+    link.send({ type: "typing", typing: false });
     send(text);
   });
 
