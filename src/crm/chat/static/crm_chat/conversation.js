@@ -61,12 +61,10 @@
   // A message shown for the first time (the stream drops repeats by seq); p: our own
   // pending reply it settles, whose bubble it takes over.
   function add(m, p) {
-    var node = render(m, p ? p.node : null);
-    if (!p) {
-      var after = null;
-      log.querySelectorAll("[data-seq]").forEach(function (n) { if (!after && +n.dataset.seq > m.seq) after = n; });
-      log.insertBefore(node, after);
-    }
+    var node = render(m, p ? p.node : null), after = null;
+    // Keep seq order; replies still being sent (no seq yet) stay at the bottom.
+    log.querySelectorAll(".bubble").forEach(function (n) { if (!after && n !== node && (!n.dataset.seq || +n.dataset.seq > m.seq)) after = n; });
+    log.insertBefore(node, after);
     var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
     if (atBottom || p) log.scrollTop = log.scrollHeight;
     if (m.sender_type === "visitor") { typing(null); markRead(); }
