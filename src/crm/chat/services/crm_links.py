@@ -1,0 +1,129 @@
+"""Where a chat meets the CRM core: promote a visitor to a person, convert a chat to a lead.
+
+Rules that live here: promotion links the visitor to the person who already
+has their email address, and creates a person only when none has (a visitor
+with neither name nor email can't be promoted); promoting twice returns the
+linked person. A chat converts to at most one lead (source "chat", titled with
+who and which chat), with the public transcript as its note. The visitor row is
+locked before the person is looked up, so two agents promoting at once create
+one person, and each conversation gets its internal system line through the
+sequencing core under its own row lock.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor
+from crm.chat.payloads import sender_names
+from crm.chat.services.errors import AlreadyConverted, NotAllowed
+from crm.chat.services.messages import append_message, lock_conversation, sync_conversation
+from crm.core.models import Email, Lead, Note, Person
+
+
+def promote_visitor_to_person(*, visitor: ChatVisitor, by: AbstractBaseUser | None) -> Person:
+    """Link the visitor to the person with their email, or create that person.
+
+    Promoting twice returns the already linked person.
+    """
+    with transaction.atomic():
+        locked = ChatVisitor.objects.select_for_update().get(pk=visitor.pk)
+        if locked.person_id:
+            person = Person.objects.get(pk=locked.person_id)
+        else:
+            person = _find_or_create_person(locked, by)
+            ChatVisitor.objects.filter(pk=locked.pk).update(person=person)
+            for conv in locked.conversations.all():
+                append_message(
+                    lock_conversation(conv),
+                    sender_type=ChatMessage.SENDER_SYSTEM,
+                    body=f"Visitor linked to person {person.name}.",
+                    internal=True,
+                )
+        visitor.person = person
+        visitor.person_id = person.pk
+    return person
+
+
+def convert_to_lead(*, conversation: ChatConversation, by: AbstractBaseUser) -> Lead:
+    """Create a Lead (source chat) with the transcript as a note; refuse a second time."""
+    with transaction.atomic():
+        conv = lock_conversation(conversation)
+        if conv.lead_id:
+            raise AlreadyConverted(f"Chat {conv.chat_id} was already converted to a lead.")
+        visitor = ChatVisitor.objects.select_for_update().get(pk=conv.visitor_id)
+        person = None
+        if visitor.person_id:
+            person = Person.objects.get(pk=visitor.person_id)
+        elif visitor.name or visitor.email:
+            person = promote_visitor_to_person(visitor=visitor, by=by)
+            conv = lock_conversation(conversation)  # promotion appended to it: re-read last_seq
+        lead = Lead(
+            title=lead_title(conv, visitor),
+            description=conv.subject,
+            person=person,
+            organisation=person.organisation if person else None,
+            owner=by,
+            source="chat",
+            team=conv.widget.team,
+        )
+        lead.full_clean()
+        lead.save()
+        Note.objects.create(lead=lead, author=by, content=transcript(conv, visitor))
+        conv.lead = lead
+        ChatConversation.objects.filter(pk=conv.pk).update(lead=lead)
+        append_message(
+            conv,
+            sender_type=ChatMessage.SENDER_SYSTEM,
+            body=f"Converted to lead “{lead.title}”.",
+            internal=True,
+        )
+    sync_conversation(conversation, conv)
+    conversation.lead = lead
+    return lead
+
+
+def lead_title(conv: ChatConversation, visitor: ChatVisitor) -> str:
+    """ "Ann Lee (ann@example.com) · chat C1001": whom and where it came from."""
+    who = " ".join(p for p in (visitor.name, visitor.email and f"({visitor.email})") if p)
+    suffix = f" · chat {conv.chat_id}"
+    who = who or "Chat visitor"
+    limit = Lead._meta.get_field("title").max_length - len(suffix)
+    if len(who) > limit:
+        who = who[: limit - 1] + "…"
+    return who + suffix
+
+
+def transcript(conv: ChatConversation, visitor: ChatVisitor) -> str:
+    """The public lines of the chat, one per message, for the lead's note."""
+    messages = list(conv.messages.filter(is_internal=False).order_by("seq"))
+    names = sender_names(messages, visitor=visitor)
+    lines = [f"Chat {conv.chat_id} transcript"]
+    for m in messages:
+        stamp = timezone.localtime(m.created_at).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"[{stamp}] {names[m.pk]}: {m.body}")
+    return "\n".join(lines)
+
+
+def _find_or_create_person(visitor: ChatVisitor, by: AbstractBaseUser | None) -> Person:
+    if visitor.email:
+        email = Email.objects.select_related("person").filter(address__iexact=visitor.email)
+        if found := email.order_by("-primary", "id").first():
+            return found.person
+    if not (visitor.name or visitor.email):
+        raise NotAllowed("Ask the visitor for a name or email before promoting them.")
+    first, _, last = (visitor.name or visitor.email.split("@")[0]).partition(" ")
+    person = Person(
+        first_name=first[:120],
+        last_name=last.strip()[:120],
+        owner=by,
+        team=visitor.widget.team,
+        description="Created from a chat visitor.",
+    )
+    person.full_clean()
+    person.save()
+    if visitor.email:
+        Email.objects.create(person=person, address=visitor.email, primary=True)
+    return person
