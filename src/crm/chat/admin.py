@@ -16,9 +16,10 @@ from crm.chat.models import (
     ChatWidget,
 )
 from crm.chat.services import chat_service
+from crm.core.admin import SafeLookupsAdmin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(SafeLookupsAdmin):
     """Rows written by the service are inspected here, never edited by hand."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -45,7 +46,7 @@ class DeletedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ChatWidget)
-class ChatWidgetAdmin(admin.ModelAdmin):
+class ChatWidgetAdmin(SafeLookupsAdmin):
     """Widgets can't be deleted here, on purpose.
 
     The admin's delete would destroy every visitor, conversation and message of the

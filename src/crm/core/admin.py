@@ -1,8 +1,48 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.http import HttpRequest
 
 from crm.core.models import Email, Lead, Note, Organisation, Person, Phone, Team
+
+STORABLE_INTEGERS = range(-(2**63), 2**63)
+
+
+def _unstorable(value: object) -> bool:
+    """True for a filter value no row can hold: with a NUL, or a number beyond 64 bits.
+
+    ``__in`` filters take a comma-separated list, so each item is looked at.
+    """
+    text = str(value)
+    if "\x00" in text:
+        return True
+    for item in text.split(","):
+        try:
+            number = int(item)
+        except ValueError:  # not a number (or one of more than 4300 digits)
+            continue
+        if number not in STORABLE_INTEGERS:
+            return True
+    return False
+
+
+class SafeLookupsAdmin(admin.ModelAdmin):
+    """Changelist filters the database can't take are invalid filters, not 500s.
+
+    A changelist filters by any field its query string names (``?widget=7``). A NUL
+    in the value fails the query on PostgreSQL; a number beyond 64 bits fails it on
+    SQLite when the field is a relation (Django range-checks only an integer field's
+    own lookups). Neither can match a row, so the admin answers them as it answers
+    any invalid filter: a redirect to ``?e=1``.
+    """
+
+    def lookup_allowed(self, lookup: str, value: Any, request: HttpRequest | None = None) -> bool:
+        if _unstorable(value):
+            raise IncorrectLookupParameters(f"No row can hold this {lookup} value.")
+        return super().lookup_allowed(lookup, value, request)
 
 
 class EmailInline(admin.TabularInline):
@@ -23,14 +63,14 @@ class NoteInline(admin.StackedInline):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(SafeLookupsAdmin):
     list_display = ("name", "created_at")
     search_fields = ("name",)
     filter_horizontal = ("members",)
 
 
 @admin.register(Organisation)
-class OrganisationAdmin(admin.ModelAdmin):
+class OrganisationAdmin(SafeLookupsAdmin):
     list_display = ("name", "website", "owner", "team", "created_at")
     search_fields = ("name", "website")
     list_filter = ("team",)
@@ -38,7 +78,7 @@ class OrganisationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Person)
-class PersonAdmin(admin.ModelAdmin):
+class PersonAdmin(SafeLookupsAdmin):
     list_display = ("name", "organisation", "owner", "created_at")
     search_fields = ("first_name", "last_name", "emails__address")
     list_select_related = ("organisation", "owner")
@@ -46,7 +86,7 @@ class PersonAdmin(admin.ModelAdmin):
 
 
 @admin.register(Lead)
-class LeadAdmin(admin.ModelAdmin):
+class LeadAdmin(SafeLookupsAdmin):
     list_display = ("title", "person", "organisation", "status", "source", "owner", "created_at")
     list_filter = ("status", "source", "team")
     search_fields = ("title", "description")
@@ -55,18 +95,37 @@ class LeadAdmin(admin.ModelAdmin):
 
 
 @admin.register(Note)
-class NoteAdmin(admin.ModelAdmin):
+class NoteAdmin(SafeLookupsAdmin):
     list_display = ("__str__", "person", "organisation", "lead", "author", "created_at")
     search_fields = ("content",)
 
 
 @admin.register(Email)
-class EmailAdmin(admin.ModelAdmin):
+class EmailAdmin(SafeLookupsAdmin):
     list_display = ("address", "person", "type", "primary")
     search_fields = ("address",)
 
 
 @admin.register(Phone)
-class PhoneAdmin(admin.ModelAdmin):
+class PhoneAdmin(SafeLookupsAdmin):
     list_display = ("number", "person", "type", "primary")
     search_fields = ("number",)
+
+
+def _guard_other_apps() -> None:
+    """Give the admins of apps listed before this one (Django's auth, django-tasks)
+    the same guard: their changelists take any field in the query string too.
+
+    They are registered by now: the admin imports each app's admin module in
+    ``INSTALLED_APPS`` order. The chat app's admins use ``SafeLookupsAdmin`` directly.
+    """
+    for model, model_admin in list(admin.site._registry.items()):
+        if isinstance(model_admin, SafeLookupsAdmin):
+            continue
+        cls = type(model_admin)
+        guarded = type(cls.__name__, (SafeLookupsAdmin, cls), {"__module__": cls.__module__})
+        admin.site.unregister(model)
+        admin.site.register(model, guarded)
+
+
+_guard_other_apps()
