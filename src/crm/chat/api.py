@@ -466,7 +466,7 @@ def send_message(  # type: ignore[no-untyped-def]
     result = chat_service.send_visitor_message(
         conversation=conv, visitor=visitor, body=payload.body, client_id=payload.client_id
     )
-    (message,) = message_payloads([result.message], visitor=visitor)
+    message = result.payload
     out = SentOut(
         message=message, conversation=_conversation_out(conv), duplicate=not result.created
     )

@@ -11,7 +11,6 @@ from django.core.exceptions import ValidationError
 
 from crm.chat import events, presence, revocation, rights, selectors
 from crm.chat.models import ChatConversation
-from crm.chat.payloads import message_payloads
 from crm.chat.realtime.db import in_db
 from crm.chat.realtime.stream import (
     ChatSocket,
@@ -183,7 +182,7 @@ class AgentConsumer(ChatSocket):
             body=body,
             client_id=client_id if isinstance(client_id, str) else None,
         )
-        (payload,) = message_payloads([result.message], visitor=conv.visitor)
+        payload = result.payload
         return payload.model_dump(mode="json")
 
     async def on_read(self, content: dict) -> None:

@@ -11,7 +11,6 @@ from django.core.exceptions import ValidationError
 
 from crm.chat import events, presence, ratelimit, revocation, rights, selectors
 from crm.chat.models import ChatConversation, ChatVisitor, ChatWidget
-from crm.chat.payloads import message_payloads
 from crm.chat.realtime.db import in_db
 from crm.chat.realtime.stream import (
     ChatSocket,
@@ -195,7 +194,7 @@ class VisitorConsumer(ChatSocket):
             body=body,
             client_id=client_id if isinstance(client_id, str) else None,
         )
-        (payload,) = message_payloads([result.message], visitor=self.visitor)
+        payload = result.payload
         return payload.model_dump(mode="json")
 
     async def on_read(self, content: dict) -> None:

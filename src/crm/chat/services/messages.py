@@ -22,6 +22,7 @@ from django.db.models import BigIntegerField, Exists, Max, OuterRef, Subquery, V
 from django.utils import timezone
 
 from crm.chat import events, notifications, presence
+from crm.chat.events import MessagePayload
 from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor
 from crm.chat.payloads import agent_display_name, message_payload
 from crm.chat.services.errors import ChatError, ConversationClosed, NotAllowed
@@ -38,6 +39,9 @@ class SendResult:
     message: ChatMessage
     # False when the client_id was seen before and the stored message is returned.
     created: bool
+    # What clients are sent (the ack, the API's answer), built once here with the
+    # sender's name, so callers don't query the sender again.
+    payload: MessagePayload
 
 
 # ------------------------------------------------------------- conversations
@@ -118,7 +122,7 @@ def send_visitor_message(
         conv = lock_conversation(conversation)
         dup, wrote_before = send_checks(conv, ChatMessage.SENDER_VISITOR, visitor.pk, client_id)
         if dup:
-            return SendResult(dup, False)
+            return SendResult(dup, False, message_payload(dup, sender_name=visitor.display_name))
         if conv.status == ChatConversation.STATUS_CLOSED:
             set_status(conv, ChatConversation.STATUS_OPEN)
             append_message(
@@ -137,7 +141,7 @@ def send_visitor_message(
             notifications.on_first_visitor_message(conv)
         auto_reply_if_offline(conv)
     sync_conversation(conversation, conv)
-    return SendResult(message, True)
+    return SendResult(message, True, message_payload(message, sender_name=visitor.display_name))
 
 
 def auto_reply_if_offline(conv: ChatConversation) -> None:
@@ -179,7 +183,9 @@ def send_agent_message(
         conv = lock_conversation(conversation)
         dup, _ = send_checks(conv, ChatMessage.SENDER_USER, agent.pk, client_id)
         if dup:
-            return SendResult(dup, False)
+            return SendResult(
+                dup, False, message_payload(dup, sender_name=agent_display_name(agent))
+            )
         if conv.status == ChatConversation.STATUS_CLOSED:
             raise ConversationClosed("This chat is closed; reopen it to reply.")
         if conv.user_assigned_id is None:
@@ -194,7 +200,8 @@ def send_agent_message(
         )
         notifications.on_agent_message(message)
     sync_conversation(conversation, conv)
-    return SendResult(message, True)
+    name = agent_display_name(agent)
+    return SendResult(message, True, message_payload(message, sender_name=name))
 
 
 def send_system_message(

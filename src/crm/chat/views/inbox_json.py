@@ -82,7 +82,7 @@ def send_message(request: HttpRequest, external_id: UUID) -> JsonResponse:
         return error_response(422, "invalid", " ".join(exc.messages))
     except ChatError as exc:
         return error_response(409, exc.code, exc.message)
-    (payload,) = message_payloads([result.message], visitor=conv.visitor)
+    payload = result.payload
     return JsonResponse({"message": payload.model_dump(mode="json")}, status=201)
 
 
