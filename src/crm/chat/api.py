@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -314,30 +313,10 @@ def _messages(conv: ChatConversation, since: int = 0, limit: int = 500) -> list[
 def _record_page(
     request: HttpRequest, visitor: ChatVisitor, page: PageIn
 ) -> ChatVisitorPageView | None:
-    """Record a host page, refusing pages of sites the widget doesn't allow."""
+    """Record a host page (the service refuses pages of sites the widget doesn't allow)."""
     ratelimit.check("page_view", ip=_ip(request), token_key=str(visitor.pk))
-    widget: ChatWidget = request.chat_widget  # type: ignore[attr-defined]
-    try:
-        parts = urlsplit(page.url.strip())
-    except ValueError:  # e.g. "https://[::1/": urlsplit raises instead of parsing
-        raise DjangoValidationError(
-            {"url": "Must be an http:// or https:// URL."}, code="invalid_url"
-        ) from None
-    referrer = page.referrer
-    try:
-        urlsplit(referrer.strip())
-    except ValueError:
-        referrer = ""  # as in the service: an odd referrer is dropped, not refused
-    # Only http(s) URLs have an origin to check; anything else (javascript:, data:) is
-    # left to the service, which refuses it as invalid input (422) rather than 403.
-    if (
-        widget.allowed_origins
-        and parts.scheme in {"http", "https"}
-        and not widget.origin_allowed(f"{parts.scheme}://{parts.netloc}")
-    ):
-        raise NotAllowed("Page views can only be recorded for the widget's allowed websites.")
     return chat_service.record_page_view(
-        visitor=visitor, url=page.url, title=page.title, referrer=referrer
+        visitor=visitor, url=page.url, title=page.title, referrer=page.referrer
     )
 
 

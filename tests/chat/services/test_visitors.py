@@ -4,7 +4,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from crm.chat.models import ChatVisitor, ChatVisitorPageView, hash_token
-from crm.chat.services import InvalidToken
+from crm.chat.services import InvalidToken, NotAllowed
 from tests.chat.conftest import ChatWorld
 
 
@@ -63,17 +63,33 @@ class RecordPageViewTests:
         assert ChatVisitor.objects.get(pk=world.visitor.pk).current_url == "https://shop.example/b"
 
     @pytest.mark.parametrize(
-        "url", ["javascript:alert(1)", "data:text/html,x", "https://x/\nSet-Cookie", "h" * 3000]
+        "url",
+        [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "https://shop.example/\nSet-Cookie",
+            "h" * 3000,
+        ],
     )
     def test_it_refuses_non_http_or_oversized_urls(self, world: ChatWorld, url: str):
         with pytest.raises(ValidationError):
             world.service.record_page_view(visitor=world.visitor, url=url)
         assert not ChatVisitorPageView.objects.exists()
 
+    def test_it_refuses_a_page_of_a_site_the_widget_does_not_allow(self, world: ChatWorld):
+        with pytest.raises(NotAllowed):
+            world.service.record_page_view(visitor=world.visitor, url="https://evil.example/x")
+        assert not ChatVisitorPageView.objects.exists()
+        # A widget open to any site takes any http(s) page.
+        view = world.service.record_page_view(
+            visitor=world.other_visitor, url="https://evil.example/x"
+        )
+        assert view is not None
+
     def test_it_caps_the_title_and_ignores_a_bad_referrer(self, world: ChatWorld):
         view = world.service.record_page_view(
             visitor=world.visitor,
-            url="https://a.example/",
+            url="https://shop.example/",
             title="t" * 600,
             referrer="javascript:x",
         )

@@ -35,7 +35,11 @@ def clean_http_url(value: str | None, *, field: str, max_length: int = 2048) -> 
         return ""
     if len(url) > max_length:
         raise ValidationError({field: f"Must be at most {max_length} characters."}, code="too_long")
-    if urlsplit(url).scheme.lower() not in {"http", "https"} or any(c in url for c in "\r\n\t"):
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # e.g. "https://[::1/": urlsplit raises instead of parsing
+        scheme = ""
+    if scheme not in {"http", "https"} or any(c in url for c in "\r\n\t"):
         raise ValidationError({field: "Must be an http:// or https:// URL."}, code="invalid_url")
     return url
 

@@ -12,6 +12,7 @@ touch a conversation, so nothing here takes the conversation lock.
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -26,7 +27,7 @@ from crm.chat.models import (
     hash_token,
     new_visitor_token,
 )
-from crm.chat.services.errors import InvalidToken
+from crm.chat.services.errors import InvalidToken, NotAllowed
 from crm.chat.services.inputs import clean_http_url
 
 # last_seen_at is refreshed at most this often, so polling doesn't write every time.
@@ -135,7 +136,14 @@ def update_visitor_details(
 def record_page_view(
     *, visitor: ChatVisitor, url: str, title: str = "", referrer: str = ""
 ) -> ChatVisitorPageView | None:
-    """Append to the visitor's page trail; a repeat of the latest URL only bumps its time."""
+    """Append to the visitor's page trail; a repeat of the latest URL only bumps its time.
+
+    A page of a site the widget doesn't allow is refused (``NotAllowed``): the trail
+    must not show pages a third party made up. Only http(s) URLs have an origin to
+    check; anything else is invalid input (``ValidationError``), and an odd referrer
+    is dropped, not refused (it is the host page's doing).
+    """
+    _check_page_origin(visitor, url)
     clean_url = clean_http_url(url, field="url")
     if not clean_url:
         return None
@@ -169,3 +177,17 @@ def record_page_view(
         ChatVisitor.objects.filter(pk=visitor.pk).update(current_url=clean_url, last_seen_at=now)
         visitor.current_url, visitor.last_seen_at = clean_url, now
     return view
+
+
+def _check_page_origin(visitor: ChatVisitor, url: str) -> None:
+    widget = visitor.widget
+    if not widget.allowed_origins:
+        return
+    try:
+        parts = urlsplit((url or "").strip())
+    except ValueError:
+        return  # not a URL at all: clean_http_url refuses it as invalid input
+    if parts.scheme in {"http", "https"} and not widget.origin_allowed(
+        f"{parts.scheme}://{parts.netloc}"
+    ):
+        raise NotAllowed("Page views can only be recorded for the widget's allowed websites.")
