@@ -116,11 +116,13 @@ def _refuse_too_large(request: HttpRequest) -> HttpResponse | None:
     or CSRF's reading a form), answers an HTML 400 and logs it at ERROR with a
     traceback, though nothing is wrong on the server. This middleware runs before
     every view and before ``CsrfViewMiddleware.process_view``, so it can say 413
-    first, for every path. Multipart bodies are left to Django: its limit leaves
-    file data out, so their declared length says nothing.
+    first, for every path. A multipart form elsewhere is left to Django: its limit
+    leaves file data out, so the declared length says nothing. The public endpoints
+    take no forms: they read every body whole, whatever its declared type.
     """
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if limit is None or request.content_type == "multipart/form-data":
+    public = request.path_info.startswith("/p/chat/")
+    if limit is None or (request.content_type == "multipart/form-data" and not public):
         return None
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -129,7 +131,7 @@ def _refuse_too_large(request: HttpRequest) -> HttpResponse | None:
     if length <= limit:
         return None
     message = f"The request body is larger than {limit} bytes."
-    if request.path_info.startswith("/p/chat/") or _wants_json(request):
+    if public or _wants_json(request):
         return error_response(413, "too_large", message)
     return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
 

@@ -67,6 +67,28 @@ class PublicApiTests:
         _no_error_logged(caplog)
         assert ChatVisitor.objects.count() == 2
 
+    @pytest.mark.parametrize(
+        "content_type",
+        ["multipart/form-data; boundary=x", "text/plain", "application/x-www-form-urlencoded"],
+    )
+    def test_any_declared_type_answers_413(
+        self,
+        world: ChatWorld,
+        public: PublicApi,
+        settings,  # type: ignore[no-untyped-def]
+        caplog: pytest.LogCaptureFixture,
+        content_type: str,
+    ):
+        """The API reads every body whole: a form's type must not slip past the cap."""
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = SMALL_LIMIT
+        field = b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\n'
+        body = field + b"y" * SMALL_LIMIT + b"\r\n--x--\r\n"
+        with caplog.at_level(logging.INFO):
+            response = public.client.generic("POST", public.url("/visitor"), body, content_type)
+        assert_error(response, 413, "too_large")
+        _no_error_logged(caplog)
+        assert ChatVisitor.objects.count() == 2
+
     def test_a_body_at_the_limit_is_still_served(
         self,
         world: ChatWorld,
