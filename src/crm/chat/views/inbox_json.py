@@ -13,7 +13,7 @@ from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, RawPostDataException
 from django.views.decorators.http import require_GET, require_POST
 
 from crm.chat import presence, selectors
@@ -110,13 +110,15 @@ def _json_object(request: HttpRequest) -> dict[str, Any] | None:
 
     Python's json module decodes lone surrogates ("\\ud800"), which can't be
     encoded as UTF-8 and so can't be stored: such text counts as malformed too,
-    instead of failing the write with a 500.
+    instead of failing the write with a 500. A multipart form is no JSON either:
+    the CSRF check has streamed it into ``request.POST`` already, after which Django
+    refuses to hand out the body (``RawPostDataException``, a 500 if let through).
     """
     try:
         data = json.loads(request.body or b"{}")
         if not isinstance(data, dict):
             return None
         json.dumps(data, ensure_ascii=False).encode()
-    except ValueError:  # also UnicodeDecodeError / UnicodeEncodeError
+    except (ValueError, RawPostDataException):  # ValueError: also Unicode errors
         return None
     return data
