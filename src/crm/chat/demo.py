@@ -102,7 +102,10 @@ def load_chat_demo() -> list[str]:
             )
             chat_service.update_visitor_details(visitor=visitor, name=name, email=email)
             chat_service.record_page_view(
-                visitor=visitor, url="https://shop.example/pricing", title="Pricing"
+                # On the demo site: the widget allows only its pages in the trail.
+                visitor=visitor,
+                url=f"{widget.allowed_origins[0]}/pricing",
+                title="Pricing",
             )
             conv = chat_service.open_conversation(visitor=visitor)
             for body in bodies:
