@@ -1,9 +1,10 @@
-"""Admin changelist filters no row can match are invalid filters, never a 500.
+"""Admin filters and choices no row can match are refused, never a 500.
 
 A changelist filters by any field its query string names. A number beyond 64 bits
 on a relation used to fail on SQLite (OverflowError), a NUL on PostgreSQL; now the
-admin answers them like any invalid filter, with a redirect to ``?e=1``. That holds
-for the admins of other apps too (Django's auth, django-tasks).
+admin answers them like any invalid filter, with a redirect to ``?e=1``; a
+many-to-many choice with such an id is a form error. That holds for the admins of
+other apps too (Django's auth, django-tasks).
 """
 
 from __future__ import annotations
@@ -76,3 +77,27 @@ def test_filters_a_row_can_hold_still_work(staff: Client, changelist: str, query
 )
 def test_unstorable_values(value: str, unstorable: bool) -> None:
     assert _unstorable(value) is unstorable
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        ("/admin/crm_core/team/add/", {"name": "Support", "members": HUGE}),
+        ("/admin/auth/group/add/", {"name": "Helpers", "permissions": f"-{HUGE}"}),
+    ],
+)
+def test_a_many_to_many_choice_no_row_can_have_is_a_form_error(
+    staff: Client, path: str, data: dict[str, str]
+) -> None:
+    """The choices are checked with ``pk__in``, which SQLite failed for such a number."""
+    response = staff.post(path, data)
+    assert response.status_code == 200  # the form again, with its error
+    assert "is not a valid value" in response.content.decode()
+
+
+def test_a_user_keeps_the_guard_on_its_groups(staff: Client, owner: AbstractUser) -> None:
+    response = staff.post(
+        f"/admin/auth/user/{owner.pk}/change/", {"username": owner.username, "groups": HUGE}
+    )
+    assert response.status_code == 200
+    assert "is not a valid value" in response.content.decode()

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import ValidationError
+from django.db.models import ManyToManyField
 from django.http import HttpRequest
 
 from crm.core.models import Email, Lead, Note, Organisation, Person, Phone, Team
@@ -29,20 +32,45 @@ def _unstorable(value: object) -> bool:
     return False
 
 
+class BoundedMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Choices by id where an id no row can have is an invalid choice, not a 500.
+
+    Django checks the submitted ids with ``pk__in=[…]``, a lookup it doesn't
+    range-check: SQLite fails the query for a number beyond 64 bits.
+    """
+
+    def _check_values(self, value: Any) -> Any:
+        for item in value or ():
+            if _unstorable(item):
+                raise ValidationError(
+                    self.error_messages["invalid_pk_value"],
+                    code="invalid_pk_value",
+                    params={"pk": item},
+                )
+        return super()._check_values(value)
+
+
 class SafeLookupsAdmin(admin.ModelAdmin):
-    """Changelist filters the database can't take are invalid filters, not 500s.
+    """Filters and choices the database can't take are refused, not 500s.
 
     A changelist filters by any field its query string names (``?widget=7``). A NUL
     in the value fails the query on PostgreSQL; a number beyond 64 bits fails it on
     SQLite when the field is a relation (Django range-checks only an integer field's
     own lookups). Neither can match a row, so the admin answers them as it answers
-    any invalid filter: a redirect to ``?e=1``.
+    any invalid filter: a redirect to ``?e=1``. Many-to-many choices in the forms
+    (a team's members, a group's permissions) get the same check as a form error.
     """
 
     def lookup_allowed(self, lookup: str, value: Any, request: HttpRequest | None = None) -> bool:
         if _unstorable(value):
             raise IncorrectLookupParameters(f"No row can hold this {lookup} value.")
         return super().lookup_allowed(lookup, value, request)
+
+    def formfield_for_manytomany(
+        self, db_field: ManyToManyField, request: HttpRequest, **kwargs: Any
+    ) -> forms.ModelMultipleChoiceField | None:
+        kwargs.setdefault("form_class", BoundedMultipleChoiceField)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
 class EmailInline(admin.TabularInline):
