@@ -1,4 +1,4 @@
-"""Forms of the CRM core pages: validation only, the views decide when to save."""
+"""Forms of the CRM core pages: validation only; the views save through ``crm.core.services``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from crm.core import services
 from crm.core.models import Email, Lead, Note, Organisation, Person, Phone
 
 SEARCH_MAX_LENGTH = 200
@@ -61,13 +61,12 @@ class _OnePrimaryFormSet(forms.BaseInlineFormSet):
 
     def clean(self) -> None:
         super().clean()
-        primaries = [
-            f
+        # The rule itself lives in the service, which checks it again before writing.
+        services.one_primary(
+            bool(f.cleaned_data.get("primary"))
             for f in self.forms
-            if f.cleaned_data.get("primary") and not self._should_delete_form(f)
-        ]
-        if len(primaries) > 1:
-            raise ValidationError(_("Mark at most one as primary."), code="primary")
+            if not self._should_delete_form(f)
+        )
 
 
 EmailFormSet = forms.inlineformset_factory(

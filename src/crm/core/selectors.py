@@ -72,6 +72,17 @@ def person_leads(*, person: Person) -> QuerySet[Lead]:
     return Lead.objects.filter(person=person).select_related("organisation", "owner")
 
 
+def person_with_email(*, address: str) -> Person | None:
+    """The person who has ``address`` (any case), preferring one where it is primary."""
+    email = (
+        Email.objects.select_related("person")
+        .filter(address__iexact=address)
+        .order_by("-primary", "id")
+        .first()
+    )
+    return email.person if email else None
+
+
 def organisation_list(*, search: str = "") -> QuerySet[Organisation]:
     """Organisations whose name or website matches every term, with record counts."""
     organisations = Organisation.objects.annotate(
@@ -120,15 +131,16 @@ def lead_get(*, external_id: UUID) -> Lead | None:
 
 def note_list(*, parent: Person | Organisation | Lead) -> QuerySet[Note]:
     """Notes of one record, newest first (the model's default ordering)."""
-    return Note.objects.filter(**{_note_parent_field(parent): parent}).select_related("author")
+    return Note.objects.filter(**{note_parent_field(parent): parent}).select_related("author")
 
 
 def note_get(*, parent: Person | Organisation | Lead, note_id: int) -> Note | None:
     """One note, only if it belongs to ``parent``: a URL cannot pair a note with a stranger."""
-    return Note.objects.filter(**{_note_parent_field(parent): parent}, pk=note_id).first()
+    return Note.objects.filter(**{note_parent_field(parent): parent}, pk=note_id).first()
 
 
-def _note_parent_field(parent: Person | Organisation | Lead) -> str:
+def note_parent_field(parent: Person | Organisation | Lead) -> str:
+    """The ``Note`` foreign key that points at ``parent``'s kind."""
     if isinstance(parent, Person):
         return "person"
     if isinstance(parent, Organisation):

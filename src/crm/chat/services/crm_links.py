@@ -7,7 +7,8 @@ linked person. A chat converts to at most one lead (source "chat", titled with
 who and which chat), with the public transcript as its note. The visitor row is
 locked before the person is looked up, so two agents promoting at once create
 one person, and each conversation gets its internal system line through the
-sequencing core under its own row lock.
+sequencing core under its own row lock. The person, the lead and its note are
+created by ``crm.core.services``, with the same rules as on the CRM's own pages.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor
 from crm.chat.payloads import sender_names
 from crm.chat.services.errors import AlreadyConverted, NotAllowed
 from crm.chat.services.messages import append_message, lock_conversation, sync_conversation
-from crm.core.models import Email, Lead, Note, Person
+from crm.core import selectors as core_selectors
+from crm.core import services as core_services
+from crm.core.models import Lead, Person
 
 
 def promote_visitor_to_person(*, visitor: ChatVisitor, by: AbstractBaseUser | None) -> Person:
@@ -60,7 +63,7 @@ def convert_to_lead(*, conversation: ChatConversation, by: AbstractBaseUser) -> 
         elif visitor.name or visitor.email:
             person = promote_visitor_to_person(visitor=visitor, by=by)
             conv = lock_conversation(conversation)  # promotion appended to it: re-read last_seq
-        lead = Lead(
+        lead = core_services.create_lead(
             title=lead_title(conv, visitor),
             description=conv.subject,
             person=person,
@@ -69,9 +72,7 @@ def convert_to_lead(*, conversation: ChatConversation, by: AbstractBaseUser) -> 
             source="chat",
             team=conv.widget.team,
         )
-        lead.full_clean()
-        lead.save()
-        Note.objects.create(lead=lead, author=by, content=transcript(conv, visitor))
+        core_services.create_note(parent=lead, content=transcript(conv, visitor), author=by)
         conv.lead = lead
         ChatConversation.objects.filter(pk=conv.pk).update(lead=lead)
         append_message(
@@ -108,22 +109,17 @@ def transcript(conv: ChatConversation, visitor: ChatVisitor) -> str:
 
 
 def _find_or_create_person(visitor: ChatVisitor, by: AbstractBaseUser | None) -> Person:
-    if visitor.email:
-        email = Email.objects.select_related("person").filter(address__iexact=visitor.email)
-        if found := email.order_by("-primary", "id").first():
-            return found.person
+    """Who has the visitor's address, else a new person named as they typed, with that address."""
+    if visitor.email and (found := core_selectors.person_with_email(address=visitor.email)):
+        return found
     if not (visitor.name or visitor.email):
         raise NotAllowed("Ask the visitor for a name or email before promoting them.")
     first, _, last = (visitor.name or visitor.email.split("@")[0]).partition(" ")
-    person = Person(
+    return core_services.create_person(
         first_name=first[:120],
         last_name=last.strip()[:120],
         owner=by,
         team=visitor.widget.team,
         description="Created from a chat visitor.",
+        email=visitor.email,
     )
-    person.full_clean()
-    person.save()
-    if visitor.email:
-        Email.objects.create(person=person, address=visitor.email, primary=True)
-    return person

@@ -6,13 +6,12 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
-from crm.core import selectors
+from crm.core import selectors, services
 from crm.core.forms import LeadFilterForm, LeadForm, NoteForm
 from crm.core.models import Lead
 from crm.core.views.common import delete_context, notes_context, paginate
@@ -82,7 +81,7 @@ def lead_delete(request: HttpRequest, external_id: UUID) -> HttpResponse:
     """Ask on GET, delete on POST."""
     lead = get_lead_or_404(external_id)
     if request.method == "POST":
-        lead.delete()
+        services.delete_lead(lead=lead)
         messages.success(request, f"Deleted {lead.title}.")
         return redirect("crm-lead-index")
     context = delete_context(lead, kind="lead", consequences="Its notes are deleted too.")
@@ -96,12 +95,13 @@ def _lead_form(request: HttpRequest, lead: Lead) -> HttpResponse:
     data = request.POST if request.method == "POST" else None
     form = LeadForm(data, instance=lead)
     if data is not None and form.is_valid():
-        if creating and lead.owner_id is None:
+        if creating:
             # Product decision: a new lead always has someone responsible for it;
             # clearing the owner is possible later, when editing.
-            lead.owner = request.user
-        with transaction.atomic():
-            form.save()
+            owner = form.cleaned_data["owner"] or request.user
+            lead = services.create_lead(**{**form.cleaned_data, "owner": owner})
+        else:
+            services.update_lead(lead=lead, data=form.cleaned_data)
         messages.success(request, f"{'Created' if creating else 'Saved'} {lead.title}.")
         return redirect(lead)
     context = {

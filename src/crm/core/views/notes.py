@@ -11,14 +11,13 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from crm.core import selectors
+from crm.core import selectors, services
 from crm.core.forms import NoteForm
-from crm.core.models import Lead, Note, Organisation, Person
+from crm.core.models import Lead, Organisation, Person
 from crm.core.views.leads import get_lead_or_404, render_lead
 from crm.core.views.organisations import get_organisation_or_404, render_organisation
 from crm.core.views.people import get_person_or_404, render_person
@@ -33,7 +32,7 @@ RenderParent = Callable[..., HttpResponse]
 def person_note_create(request: HttpRequest, external_id: UUID) -> HttpResponse:
     """Add a note to a person."""
     person = get_person_or_404(external_id)
-    return _create(request, person, Note(person=person), render_person)
+    return _create(request, person, render_person)
 
 
 @login_required
@@ -50,7 +49,7 @@ def person_note_delete(request: HttpRequest, external_id: UUID, note_id: int) ->
 def organisation_note_create(request: HttpRequest, external_id: UUID) -> HttpResponse:
     """Add a note to an organisation."""
     organisation = get_organisation_or_404(external_id)
-    return _create(request, organisation, Note(organisation=organisation), render_organisation)
+    return _create(request, organisation, render_organisation)
 
 
 @login_required
@@ -67,7 +66,7 @@ def organisation_note_delete(request: HttpRequest, external_id: UUID, note_id: i
 def lead_note_create(request: HttpRequest, external_id: UUID) -> HttpResponse:
     """Add a note to a lead."""
     lead = get_lead_or_404(external_id)
-    return _create(request, lead, Note(lead=lead), render_lead)
+    return _create(request, lead, render_lead)
 
 
 @login_required
@@ -78,14 +77,12 @@ def lead_note_delete(request: HttpRequest, external_id: UUID, note_id: int) -> H
     return _delete(request, get_lead_or_404(external_id), note_id)
 
 
-def _create(request: HttpRequest, parent: Parent, note: Note, render: RenderParent) -> HttpResponse:
-    note.author = request.user
-    form = NoteForm(request.POST, instance=note)
+def _create(request: HttpRequest, parent: Parent, render: RenderParent) -> HttpResponse:
+    form = NoteForm(request.POST)
     if not form.is_valid():
         # The parent's page again, with the typed text and its error kept.
         return render(request, parent, note_form=form)
-    with transaction.atomic():
-        form.save()
+    services.create_note(parent=parent, content=form.cleaned_data["content"], author=request.user)
     messages.success(request, "Note added.")
     return redirect(f"{parent.get_absolute_url()}#notes")
 
@@ -94,6 +91,6 @@ def _delete(request: HttpRequest, parent: Parent, note_id: int) -> HttpResponse:
     note = selectors.note_get(parent=parent, note_id=note_id)
     if note is None:
         raise Http404("No such note.")
-    note.delete()
+    services.delete_note(note=note)
     messages.success(request, "Note deleted.")
     return redirect(f"{parent.get_absolute_url()}#notes")

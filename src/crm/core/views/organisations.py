@@ -6,13 +6,12 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
-from crm.core import selectors
+from crm.core import selectors, services
 from crm.core.forms import NoteForm, OrganisationForm, SearchForm
 from crm.core.models import Organisation
 from crm.core.views.common import delete_context, notes_context, paginate
@@ -91,7 +90,7 @@ def organisation_delete(request: HttpRequest, external_id: UUID) -> HttpResponse
     """Ask on GET, delete on POST."""
     organisation = get_organisation_or_404(external_id)
     if request.method == "POST":
-        organisation.delete()
+        services.delete_organisation(organisation=organisation)
         messages.success(request, f"Deleted {organisation.name}.")
         return redirect("crm-organisation-index")
     context = delete_context(
@@ -110,8 +109,10 @@ def _organisation_form(request: HttpRequest, organisation: Organisation) -> Http
     data = request.POST if request.method == "POST" else None
     form = OrganisationForm(data, instance=organisation)
     if data is not None and form.is_valid():
-        with transaction.atomic():
-            form.save()
+        if creating:
+            organisation = services.create_organisation(**form.cleaned_data, owner=request.user)
+        else:
+            services.update_organisation(organisation=organisation, data=form.cleaned_data)
         messages.success(request, f"{'Created' if creating else 'Saved'} {organisation.name}.")
         return redirect(organisation)
     context = {

@@ -6,14 +6,13 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.db import transaction
 from django.forms import all_valid
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
-from crm.core import selectors
+from crm.core import selectors, services
 from crm.core.forms import EmailFormSet, NoteForm, PersonForm, PhoneFormSet, SearchForm
 from crm.core.models import Person
 from crm.core.views.common import delete_context, notes_context, paginate
@@ -83,7 +82,7 @@ def person_delete(request: HttpRequest, external_id: UUID) -> HttpResponse:
     """Ask on GET, delete on POST."""
     person = get_person_or_404(external_id)
     if request.method == "POST":
-        person.delete()
+        services.delete_person(person=person)
         messages.success(request, f"Deleted {person.name}.")
         return redirect("crm-person-index")
     context = delete_context(
@@ -105,11 +104,14 @@ def _person_form(request: HttpRequest, person: Person) -> HttpResponse:
     phones = PhoneFormSet(data, instance=person, prefix="phones")
     # all_valid checks every form, so one bad row doesn't hide the others' errors.
     if data is not None and all_valid([form, emails, phones]):
-        # The person and every address and number are saved together or not at all.
-        with transaction.atomic():
-            form.save()
-            emails.save()
-            phones.save()
+        # commit=False only collects the rows: the service saves the person and every
+        # address and number together, or nothing.
+        rows = {"emails": emails.save(commit=False), "phones": phones.save(commit=False)}
+        if creating:
+            person = services.create_person(**form.cleaned_data, owner=request.user, **rows)
+        else:
+            removed = [*emails.deleted_objects, *phones.deleted_objects]
+            services.update_person(person=person, data=form.cleaned_data, removed=removed, **rows)
         messages.success(request, f"{'Created' if creating else 'Saved'} {person.name}.")
         return redirect(person)
     context = {
