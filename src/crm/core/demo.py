@@ -7,7 +7,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import transaction
 
 from crm.core import services
-from crm.core.models import Email, Lead, Note, Organisation, Person, Phone, Team
+from crm.core.models import Organisation, Phone, Team
 from crm.core.roles import EMPLOYEE, OWNER
 
 DEMO_USERNAME = "owner"
@@ -63,15 +63,19 @@ def load_core_demo() -> AbstractUser:
     if Organisation.objects.exists():
         return owner
     orgs = [
-        Organisation.objects.create(name=n, website=w, owner=owner, team=team) for n, w in _ORGS
+        services.create_organisation(name=n, website=w, owner=owner, team=team) for n, w in _ORGS
     ]
     for first, last, email, phone, org in _PEOPLE:
-        person = Person.objects.create(
-            first_name=first, last_name=last, organisation=orgs[org], owner=owner, team=team
+        person = services.create_person(
+            first_name=first,
+            last_name=last,
+            organisation=orgs[org],
+            owner=owner,
+            team=team,
+            email=email,
+            phones=[Phone(number=phone, primary=True)],
         )
-        Email.objects.create(person=person, address=email, primary=True)
-        Phone.objects.create(person=person, number=phone, primary=True)
-        lead = Lead.objects.create(
+        lead = services.create_lead(
             title=f"{orgs[org].name}: enquiry from {first}",
             person=person,
             organisation=orgs[org],
@@ -79,5 +83,7 @@ def load_core_demo() -> AbstractUser:
             team=team,
             source="web",
         )
-        Note.objects.create(lead=lead, author=owner, content=f"First call with {first} went well.")
+        services.create_note(
+            parent=lead, author=owner, content=f"First call with {first} went well."
+        )
     return owner
