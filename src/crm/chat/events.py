@@ -34,6 +34,11 @@ def conversation_group(conversation_external_id: UUID | str) -> str:
     return f"crm-chat.{conversation_external_id}"
 
 
+# The values of ``ChatConversation.status`` and ``ChatMessage.sender_type``.
+ConversationStatus = Literal["open", "pending", "closed"]
+SenderType = Literal["user", "visitor", "system"]
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,7 +46,7 @@ class _Event(BaseModel):
 class MessagePayload(_Event):
     id: UUID
     seq: int
-    sender_type: Literal["user", "visitor", "system"]
+    sender_type: SenderType
     sender_name: str
     body: str
     client_id: str | None
@@ -61,7 +66,7 @@ class StatusChanged(_Event):
     type: Literal["status"] = "status"
     conversation: UUID
     seq: int
-    status: Literal["open", "pending", "closed"]
+    status: ConversationStatus
 
 
 class Assigned(_Event):

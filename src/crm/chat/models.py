@@ -11,7 +11,7 @@ import secrets
 import uuid
 import zoneinfo
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -262,7 +262,10 @@ class ChatVisitor(models.Model):
 
 
 class ChatConversation(models.Model):
-    STATUS_OPEN, STATUS_PENDING, STATUS_CLOSED = "open", "pending", "closed"
+    # Final, so they type as the literal values ``events.ConversationStatus`` names.
+    STATUS_OPEN: Final = "open"
+    STATUS_PENDING: Final = "pending"
+    STATUS_CLOSED: Final = "closed"
     STATUSES = (
         (STATUS_OPEN, _("Open")),
         (STATUS_PENDING, _("Pending")),

@@ -14,17 +14,18 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib import auth
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.http import HttpRequest
 
 from crm.chat import selectors
 from crm.chat.models import ChatConversation
+from crm.typing import logged_in
 
 VIEW_CHAT = "crm_chat.view_chat"
 REPLY_CHAT = "crm_chat.reply_chat"
 
 
-def session_agent(session_key: str | None, user_pk: int) -> AbstractBaseUser | None:
+def session_agent(session_key: str | None, user_pk: int) -> User | None:
     """The agent this login session still authenticates, or ``None``.
 
     ``None`` when the session was logged out, expired or deleted, when the agent
@@ -36,13 +37,13 @@ def session_agent(session_key: str | None, user_pk: int) -> AbstractBaseUser | N
         return None
     request = HttpRequest()
     request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    user = auth.get_user(request)
-    if not user.is_authenticated or user.pk != user_pk:
+    user = logged_in(auth.get_user(request))
+    if user is None or user.pk != user_pk:
         return None
-    return user  # type: ignore[return-value]
+    return user
 
 
-def visible_among(*, agent: AbstractBaseUser, external_ids: Iterable[UUID]) -> set[UUID]:
+def visible_among(*, agent: User, external_ids: Iterable[UUID]) -> set[UUID]:
     """Which of these conversations the agent may still open (same rule as the inbox)."""
     ids = list(external_ids)
     if not ids:

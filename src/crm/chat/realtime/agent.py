@@ -7,6 +7,7 @@ import time
 from typing import Any
 from uuid import UUID
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
 from crm.chat import events, presence, revocation, rights, selectors
@@ -22,6 +23,7 @@ from crm.chat.realtime.stream import (
 )
 from crm.chat.services import ChatError, chat_service
 from crm.conf import module_enabled
+from crm.typing import logged_in
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +32,17 @@ class AgentConsumer(ChatSocket):
     """``/crm/chat/ws``: a logged-in agent's live inbox and open conversations."""
 
     sees_internal = True
+    # The logged-in agent; ``None`` for an anonymous socket, which is refused.
+    user: User | None = None
+
+    @property
+    def agent(self) -> User:
+        """The agent of an authorised socket (every frame and event handler runs after)."""
+        assert self.user is not None
+        return self.user
 
     async def connect(self) -> None:
-        self.user = self.scope.get("user")
+        self.user = logged_in(self.scope.get("user"))
         self.focused: dict[UUID, ChatConversation] = {}
         self.visible_cache: dict[UUID, tuple[float, bool]] = {}
         self.session_key = getattr(self.scope.get("session"), "session_key", None)
@@ -40,7 +50,7 @@ class AgentConsumer(ChatSocket):
             await self.close(code=4404)
             return
         await self.accept()
-        if self.user is None or not self.user.is_authenticated:
+        if self.user is None:
             await self.refuse(4401, "not_authenticated", "Log in to the CRM first.")
             return
         if not await in_db(self.user.has_perm, "crm_chat.view_chat"):
@@ -61,28 +71,28 @@ class AgentConsumer(ChatSocket):
         await self.send_json({"type": "ready", "agent_id": self.user.pk})
 
     def _revocation_groups(self) -> list[str]:
-        groups = [revocation.user_group(self.user.pk)]
+        groups = [revocation.user_group(self.agent.pk)]
         if self.session_key:
             groups.append(revocation.session_group(self.session_key))
         return groups
 
     async def disconnect(self, code: int) -> None:
         self.stop_rechecks()
-        if self.user is not None and self.user.is_authenticated:
+        if self.user is not None:
             await self.channel_layer.group_discard(events.INBOX_GROUP, self.channel_name)
             for group in self._revocation_groups():
                 await self.channel_layer.group_discard(group, self.channel_name)
 
-    def _fresh_agent(self) -> Any:
+    def _fresh_agent(self) -> User:
         """The agent as the database says now; raises ``Revoked`` if they lost chat."""
-        user = rights.session_agent(self.session_key, self.user.pk)
+        user = rights.session_agent(self.session_key, self.agent.pk)
         if user is None:
             raise Revoked(4401, "session_ended", "Your session has ended. Log in again.")
         if not user.has_perm(rights.VIEW_CHAT):
             raise Revoked(4403, "forbidden", "You don't have access to chat.")
         return user
 
-    def _rights_now(self) -> tuple[Any, bool, set[UUID]]:
+    def _rights_now(self) -> tuple[User, bool, set[UUID]]:
         user = self._fresh_agent()
         visible = rights.visible_among(agent=user, external_ids=self.focused)
         return user, user.has_perm(rights.REPLY_CHAT), visible
@@ -111,7 +121,7 @@ class AgentConsumer(ChatSocket):
         if fresh:
             self.user = self._fresh_agent()
             self.can_reply = self.user.has_perm(rights.REPLY_CHAT)
-        return selectors.conversation_get(agent=self.user, external_id=conv_id)
+        return selectors.conversation_get(agent=self.agent, external_id=conv_id)
 
     async def _conversation(self, content: dict, *, fresh: bool = False) -> ChatConversation | None:
         """The conversation a frame names, if this agent may open it.
@@ -131,7 +141,7 @@ class AgentConsumer(ChatSocket):
             if conv_id is not None and conv_id in self.focused:
                 await self._drop(conv_id)
             logger.warning(
-                "agent %s refused conversation %r", self.user.pk, content.get("conversation")
+                "agent %s refused conversation %r", self.agent.pk, content.get("conversation")
             )
             await self.send_error("not_found", "This conversation does not exist.",
                                   conversation=content.get("conversation"))  # fmt: skip
@@ -178,7 +188,7 @@ class AgentConsumer(ChatSocket):
     def _send(self, conv: ChatConversation, body: Any, client_id: Any) -> dict:
         result = chat_service.send_agent_message(
             conversation=conv,
-            agent=self.user,
+            agent=self.agent,
             body=body,
             client_id=client_id if isinstance(client_id, str) else None,
         )
@@ -199,8 +209,8 @@ class AgentConsumer(ChatSocket):
         event = events.Typing(
             conversation=conv.external_id,
             sender_type="user",
-            sender_id=self.user.pk,
-            sender_name=self.user.get_full_name() or self.user.get_username(),
+            sender_id=self.agent.pk,
+            sender_name=self.agent.get_full_name() or self.agent.get_username(),
             typing=bool(content.get("typing")),
         )
         await events.send_now_async(
@@ -213,7 +223,7 @@ class AgentConsumer(ChatSocket):
         await self.send_json({"type": "pong", "last_seqs": last_seqs})
 
     def _heartbeat(self) -> dict[str, int]:
-        presence.mark_agent_online(self.user.pk)
+        presence.mark_agent_online(self.agent.pk)
         return selectors.last_seqs(conversation_pks=[c.pk for c in self.focused.values()])
 
     async def chat_event(self, message: dict) -> None:
@@ -222,7 +232,7 @@ class AgentConsumer(ChatSocket):
         event = message["event"]
         if event["type"] == "typing" and (event["sender_type"], event["sender_id"]) == (
             "user",
-            self.user.pk,
+            self.agent.pk,
         ):
             return  # our own typing, echoed by the group
         conv_id = uuid_or_none(event.get("conversation"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
@@ -43,14 +44,14 @@ REPLAY_LIMIT = 1000
 SEND_TIMEOUT = 10
 
 
-def header(scope: dict[str, Any], name: bytes) -> str | None:
+def header(scope: Mapping[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
             return value.decode("latin-1")
     return None
 
 
-def own_origins(scope: dict[str, Any]) -> set[str]:
+def own_origins(scope: Mapping[str, Any]) -> set[str]:
     """The CRM's own origins: its public URL and the Host this socket came in on."""
     host = header(scope, b"host") or ""
     secure = scope.get("scheme") in {"wss", "https"}
@@ -222,7 +223,8 @@ class ChatSocket(AsyncJsonWebsocketConsumer):
             return
         await handler(content)
 
-    async def decode_json(self, text_data: str) -> Any:
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
         try:
             return await super().decode_json(text_data)
         except ValueError:

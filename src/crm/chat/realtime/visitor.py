@@ -210,6 +210,7 @@ class VisitorConsumer(ChatSocket):
             await self.refuse_revoked(exc)
 
     def _read(self, up_to: int | None) -> None:
+        assert self.conversation is not None
         self._check_rights()
         chat_service.mark_read(conversation=self.conversation, reader="visitor", up_to_seq=up_to)
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Literal
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import BigIntegerField, Exists, Max, OuterRef, Subquery, Value
 from django.utils import timezone
 
 from crm.chat import events, notifications, presence
-from crm.chat.events import MessagePayload
+from crm.chat.events import ConversationStatus, MessagePayload
 from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor
 from crm.chat.payloads import agent_display_name, message_payload
 from crm.chat.services.errors import ChatError, ConversationClosed, NotAllowed
@@ -170,7 +171,7 @@ def auto_reply_if_offline(conv: ChatConversation) -> None:
 def send_agent_message(
     *,
     conversation: ChatConversation,
-    agent: AbstractBaseUser,
+    agent: User,
     body: str,
     client_id: str | None = None,
 ) -> SendResult:
@@ -223,7 +224,12 @@ def send_system_message(
     return message
 
 
-def mark_read(*, conversation: ChatConversation, reader: str, up_to_seq: int | None = None) -> int:
+def mark_read(
+    *,
+    conversation: ChatConversation,
+    reader: Literal["visitor", "user"],
+    up_to_seq: int | None = None,
+) -> int:
     """Mark the other side's messages read up to ``up_to_seq`` (default: all).
 
     ``reader`` is "visitor" (reads agent messages) or "user" (reads visitor
@@ -248,7 +254,7 @@ def mark_read(*, conversation: ChatConversation, reader: str, up_to_seq: int | N
                 events.ReadReceipt(
                     conversation=conversation.external_id,
                     seq=conversation.last_seq,
-                    reader=reader,  # type: ignore[arg-type]
+                    reader=reader,
                     up_to_seq=limit,
                 )
             )
@@ -347,7 +353,7 @@ def append_message(
     return message
 
 
-def set_status(conv: ChatConversation, status: str) -> None:
+def set_status(conv: ChatConversation, status: ConversationStatus) -> None:
     """Change a locked conversation's status; the caller appends the system line next."""
     conv.status = status
     conv.closed_at = timezone.now() if status == ChatConversation.STATUS_CLOSED else None
@@ -356,16 +362,14 @@ def set_status(conv: ChatConversation, status: str) -> None:
         events.StatusChanged(
             conversation=conv.external_id,
             seq=conv.last_seq + 1,  # the system message that follows carries this seq
-            status=status,  # type: ignore[arg-type]
+            status=status,
         )
     )
 
 
-def assign_locked(
-    conv: ChatConversation, agent: AbstractBaseUser | None, *, by: AbstractBaseUser
-) -> None:
+def assign_locked(conv: ChatConversation, agent: User | None, *, by: User) -> None:
     """(Un)assign a locked conversation with its system line; here because a reply assigns."""
-    conv.user_assigned = agent  # type: ignore[assignment]
+    conv.user_assigned = agent
     ChatConversation.objects.filter(pk=conv.pk).update(user_assigned=agent)
     if agent is None:
         body = f"{agent_display_name(by)} unassigned the chat."
