@@ -43,6 +43,11 @@ class Db:
     def count_messages(self) -> int:
         return self.scalar(f"SELECT count(*) FROM {MESSAGES}")
 
+    def count_client_ids(self, prefix: str) -> int:
+        """Messages whose client_id starts with ``prefix`` (the load phase tags its runs)."""
+        return self.scalar(f"SELECT count(*) FROM {MESSAGES} WHERE client_id LIKE ?",
+                           (prefix.replace("%", "").replace("_", "") + "%",))  # fmt: skip
+
     def last_seqs(self, conversations: list[str]) -> dict[str, int]:
         conn = self._connect()
         out: dict[str, int] = {}

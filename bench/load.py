@@ -364,6 +364,12 @@ async def throughput(
             "acked_per_s": (s1[4] - s0[4]) / wall,
             "agent_delivered_per_s": (s1[5] - s0[5]) / wall,
             "server_cpu_cores": (s1[1] - s0[1]) / wall,
+            # Worker CPU (all threads of every worker) over the window: the scaling figure
+            # is stored messages per worker-CPU-second (bench/README.md, "Scaling").
+            "server_cpu_s": s1[1] - s0[1],
+            "stored_per_server_cpu_s": (s1[3] - s0[3]) / (s1[1] - s0[1])
+            if stored and s1[1] > s0[1]
+            else None,
             "client_cpu_cores": (s1[2] - s0[2]) / wall,
             "db_redis_cpu_cores": (s1[6] - s0[6]) / wall,
             "visitor_sent": acked["v"],

@@ -39,6 +39,8 @@ class Figure:
 
 
 def _num(x: float) -> str:
+    if isinstance(x, int):  # counts
+        return f"{x:,}"
     if abs(x) >= 100:
         return f"{x:,.0f}"
     if abs(x) >= 10:

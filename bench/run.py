@@ -6,8 +6,11 @@ Phases (each bounded in count and time, all on 127.0.0.1):
 2. sqlite    the product on SQLite + in-memory channel layer, one worker; widget weight;
              py-spy profile of the delivery hot path
 3. postgres  the product on PostgreSQL (database crm_bench) + a private Redis (db 14),
-             one worker, then two
-4. inbox     inbox pages at 1k / 10k / 100k generated conversations (database
+             one worker, then two; persisted messages per worker-CPU-second
+4. load      two workers on PostgreSQL (crm_bench_load) + Redis under an open-loop offered
+             rate through both (HTTP and WebSocket), agents on the other worker: delivery
+             latency, inbox page time meanwhile, step-up to saturation
+5. inbox     inbox pages at 1k / 10k / 100k generated conversations (database
              crm_bench_inbox)
 
 Prints the table, writes bench/results.json; py-spy profiles and server logs go to
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import load, profile, widget
+from bench import load, profile, underload, widget
 from bench.common import (
     ROOT,
     BenchError,
@@ -53,7 +56,8 @@ PRODUCT_APP = "crm.asgi:application"
 SEND_LIMITS = json.dumps({"send_message": [1_000_000, 60]})
 REALTIME_DB = "crm_bench"
 INBOX_DB = "crm_bench_inbox"
-PHASES = ("baseline", "sqlite", "postgres", "inbox")
+LOAD_DB = "crm_bench_load"
+PHASES = ("baseline", "sqlite", "postgres", "load", "inbox")
 
 
 @dataclass
@@ -70,6 +74,12 @@ class Plan:
     profile_messages: int
     deflate: bool
     postgres: str
+    load_conversations: int
+    load_rate: float
+    load_seconds: float
+    load_steps: list[float]
+    load_step_seconds: float
+    load_pages: int
     skip: set[str] = field(default_factory=set)
     out: Path = ROOT / "bench" / "results.json"
     check: bool = False
@@ -92,6 +102,14 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     parser.add_argument("--postgres", default=os.environ.get("CRM_BENCH_POSTGRES_URL",
                         "postgres://postgres@127.0.0.1:5432"),
                         help="PostgreSQL server for the crm_bench* databases")  # fmt: skip
+    parser.add_argument("--load-rate", type=float, default=200.0,
+                        help="offered visitor messages/s in the load phase (200)")  # fmt: skip
+    parser.add_argument("--load-conversations", type=int,
+                        help="conversations sending in the load phase (200; --quick 50)")  # fmt: skip
+    parser.add_argument("--load-seconds", type=float,
+                        help="counted window of the load run (10; --quick 5)")  # fmt: skip
+    parser.add_argument("--load-steps", default="200,400,800,1600",
+                        help="offered rates of the step-up to saturation (200,400,800,1600)")  # fmt: skip
     parser.add_argument("--skip", default="", help=f"comma-separated phases: {', '.join(PHASES)}")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument(
@@ -105,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     skip = {s.strip() for s in opts.skip.split(",") if s.strip()}
     if unknown := skip - set(PHASES) - {"profile", "widget", "memory"}:
         parser.error(f"unknown phase(s) to skip: {', '.join(sorted(unknown))}")
+    if opts.load_rate <= 0 or (opts.load_conversations or 4) < 4:
+        parser.error("--load-rate must be > 0 and --load-conversations at least 4 "
+                     "(both transports on both workers)")  # fmt: skip
     scales = opts.scales or ("1000,10000" if quick else "1000,10000,100000")
     return Plan(
         quick=quick,
@@ -119,6 +140,12 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         profile_messages=200 if quick else 1000,
         deflate=not opts.no_client_deflate,
         postgres=opts.postgres,
+        load_conversations=opts.load_conversations or (50 if quick else 200),
+        load_rate=opts.load_rate,
+        load_seconds=opts.load_seconds or (5.0 if quick else 10.0),
+        load_steps=sorted(float(s) for s in opts.load_steps.split(",") if s.strip()),
+        load_step_seconds=3.0 if quick else 5.0,
+        load_pages=24 if quick else 40,
         skip=skip,
         out=opts.json,
         check=opts.check,
@@ -153,7 +180,7 @@ class Stack:
 
     def extra_cpu(self) -> Callable[[], float] | None:
         """CPU seconds of this stack's PostgreSQL backends and Redis so far, or None."""
-        if self.key != "postgres":
+        if not self.db.pg_url:
             return None
         return lambda: cpu_of(self.db.backend_pids() + self.others)
 
@@ -263,6 +290,7 @@ class Bench:
             self.phase("baseline", self.run_baseline)
             self.phase("sqlite", self.run_sqlite)
             self.phase("postgres", self.run_postgres)
+            self.phase("load", self.run_load)
             self.phase("inbox", self.run_inbox)
         finally:
             self.stack.close()
@@ -458,6 +486,8 @@ class Bench:
                        t1["stored_per_s"], "1 worker", r, ">= 1.6x 1 worker",
                        r is not None and r >= 1.6,
                        note=f"(servers {t2['server_cpu_cores']:.2f} cores{self._db_cores(t2)})"))  # fmt: skip
+        if stack.key == "postgres":
+            self.scaling_figures(sec, t1, raw.get("throughput_2"))
         for variant, label in self._memory_variants():
             if "memory" not in raw:
                 break
@@ -469,6 +499,20 @@ class Bench:
                        ratio(kb, bkb), "<= 30 KB", kb <= 30))  # fmt: skip
         if "widget" in raw:
             self.widget_figures(raw["widget"])
+
+    def scaling_figures(self, sec: str, t1: dict, t2: dict | None) -> None:
+        """Persisted messages per worker-CPU-second: what one core buys, whatever the
+        cores the load generator, PostgreSQL and Redis took (bench/README.md, "Scaling")."""
+        add, e1 = self.report.add, t1["stored_per_server_cpu_s"]
+        add(Figure(sec, "persisted messages per worker-CPU-second, 1 worker", e1, "/CPU-s",
+                   note=f"({t1['server_cpu_s']:.2f} CPU-s in {t1['window_s']:.1f} s)"))  # fmt: skip
+        if t2 is None:
+            return
+        e2 = t2["stored_per_server_cpu_s"]
+        r = ratio(e2, e1)
+        add(Figure(sec, "persisted messages per worker-CPU-second, 2 workers", e2, "/CPU-s",
+                   e1, "1 worker", r, ">= 0.9x 1 worker", r is not None and r >= 0.9,
+                   note=f"({t2['server_cpu_s']:.2f} CPU-s in {t2['window_s']:.1f} s)"))  # fmt: skip
 
     @staticmethod
     def _db_cores(t: dict) -> str:
@@ -487,6 +531,119 @@ class Bench:
         add(Figure(sec, "  first open vs Papercups widget", w["first_open_gz"], "B",
                    a["papercups_widget"], "Papercups",
                    ratio(w["first_open_gz"], a["papercups_widget"])))  # fmt: skip
+
+    # --------------------------------------------------------------------- load
+
+    def run_load(self) -> None:
+        why = pg_available(self.plan.postgres)
+        if why:
+            raise BenchError(f"PostgreSQL at {self.plan.postgres} is not reachable: {why}")
+        n = self.plan.load_conversations
+        with ExitStack() as local:  # this phase's Redis and database go when it ends
+            redis = RedisServer()
+            local.callback(redis.stop)
+            url = recreate_database(self.plan.postgres, LOAD_DB)
+            local.callback(drop_database, self.plan.postgres, LOAD_DB)
+            env = self.product_env("load", DATABASE_URL=url, REDIS_URL=redis.url(14))
+            stack = Stack("load", "Under load", env, Db(pg_url=url), others=[redis.proc.pid])
+            local.callback(stack.db.close)
+            self.prepare(stack, visitors=n, assign=n)
+            logs = [self.logs / f"load-{w}.log" for w in ("a", "b")]
+            offsets = [p.stat().st_size if p.exists() else 0 for p in logs]
+            servers = [local.enter_context(self.server(PRODUCT_APP, env, p.stem)) for p in logs]
+            target = stack.target(servers, deflate=self.plan.deflate)
+            raw = aio(underload.measure(self._load_setup(stack, servers), target,
+                                        stack.conversations()))  # fmt: skip
+        raw["server_log_problems"] = _log_problems(logs, offsets)
+        self.report.raw["load"] = raw
+        self.load_figures(raw)
+
+    def _load_setup(self, stack: Stack, servers: list[Server]) -> underload.Setup:
+        plan = self.plan
+        return underload.Setup(
+            rate=plan.load_rate,
+            seconds=plan.load_seconds,
+            warmup=plan.warmup,
+            steps=plan.load_steps,
+            step_seconds=plan.load_step_seconds,
+            step_budget=30.0 if plan.quick else 90.0,
+            pages=plan.load_pages,
+            page_port=servers[0].port,
+            cookie=stack.world["cookie"],
+            server_cpu=lambda: sum(s.cpu() for s in servers),
+            extra_cpu=stack.extra_cpu() or (lambda: 0.0),
+            persisted=stack.db.count_client_ids,
+            quiet=stack.db.count_messages,
+            say=say,
+        )
+
+    def load_figures(self, raw: dict) -> None:
+        m, page, add = raw["main"], raw["inbox_page"], self.report.add
+        sec = (f"Under load: 2 workers, PostgreSQL + Redis, {raw['conversations']} conversations "
+               f"(half HTTP, half WebSocket), {m['offered_per_s']:.0f} msgs/s offered, "
+               "agents on the other worker")  # fmt: skip
+        p99 = m["delivery_p99_ms"]
+        # Messages that never arrived count at the time waited: the value is then a floor.
+        floor = f"(at least: {m['never_arrived']} never arrived)" if m["never_arrived"] else ""
+        add(Figure(sec, "cross-worker delivery p50, from the sender's ack", m["delivery_p50_ms"],
+                   "ms", note=floor))  # fmt: skip
+        add(Figure(sec, "cross-worker delivery p99, from the sender's ack", p99, "ms",
+                   target="<= 100 ms", ok=p99 is not None and p99 <= underload.P99_TARGET_MS,
+                   note=floor))  # fmt: skip
+        add(Figure(sec, "  same, from send start: p50", m["delivery_from_start_p50_ms"], "ms",
+                   note=floor))  # fmt: skip
+        add(Figure(sec, "  same, from send start: p99", m["delivery_from_start_p99_ms"], "ms",
+                   note=floor))  # fmt: skip
+        add(Figure(sec, "acknowledged msgs/s", m["acked_per_s"], "/s",
+                   note=f"({m['acked']} of {m['offered']} acked, {m['persisted']} persisted; "
+                        f"send -> ack p99 {_ms(m['ack_p99_ms'])})"))  # fmt: skip
+        add(Figure(sec, "never delivered live within 10 s", m["undelivered_10s"], "msgs",
+                   note=f"(of {m['acked']} acked; {m['never_arrived']} never arrived)"))  # fmt: skip
+        for pct in ("p50", "p99"):
+            ms = page[f"{pct}_ms"]
+            add(Figure(sec, f"inbox page /crm/chat/ {pct}, {len(page['times_ms'])} requests, "
+                       "worker 1", ms, "ms", target="<= 50 ms",
+                       ok=ms is not None and ms <= underload.PAGE_TARGET_MS))  # fmt: skip
+        self.step_figures(sec, raw)
+        self.load_notes(raw)
+
+    def step_figures(self, sec: str, raw: dict) -> None:
+        add, sat, above = self.report.add, raw["saturation_per_s"], raw["first_failed_per_s"]
+        add(Figure(sec, "saturation: highest offered rate that held", sat, "/s",
+                   target=">= 200/s", ok=sat >= 200,
+                   note="(delivery p99 <= 100 ms, all acked, persisted, delivered"
+                        + (f"; {above:g}/s did not)" if above else ")")))  # fmt: skip
+        add(Figure(sec, "max acknowledged msgs/s observed", raw["max_acked_per_s"], "/s"))
+        for s in raw["steps"]:
+            add(Figure(sec, f"  step {s['offered_per_s']:g} msgs/s offered: delivery p99",
+                       s["delivery_p99_ms"], "ms", target="<= 100 ms, none lost", ok=s["held"],
+                       note=f"(acked {s['acked_per_s']:.0f}/s; {s['offered'] - s['acked']} "
+                            f"not acked, {s['undelivered_10s']} undelivered)"))  # fmt: skip
+
+    def load_notes(self, raw: dict) -> None:
+        """What went wrong in the product under load, precisely (counts by kind)."""
+        notes = self.report.notes
+        runs = [raw["main"], *(s for s in raw["steps"] if s is not raw["main"])]
+        for s in runs:
+            if s["errors"]:
+                notes.append(f"- load at {s['offered_per_s']:g} msgs/s: sends failed: "
+                             f"{s['errors']}")  # fmt: skip
+            if (s["scheduler_lag_p99_ms"] or 0) > 20:
+                notes.append(f"- load at {s['offered_per_s']:g} msgs/s: the load generator fell "
+                             f"behind its schedule (p99 {s['scheduler_lag_p99_ms']:.0f} ms late).")  # fmt: skip
+        if any(raw["sockets_closed_by_server"].values()):
+            notes.append(f"- load: sockets the workers closed during the phase: "
+                         f"{raw['sockets_closed_by_server']}")  # fmt: skip
+        if raw["saturation_note"]:
+            notes.append(f"- load: saturation is a lower bound: {raw['saturation_note']}.")
+        bad = {k: v for k, v in raw["inbox_page"]["statuses"].items() if k != "200"}
+        if bad:
+            notes.append(f"- load: inbox page answers other than 200: {bad}")
+        logs = raw["server_log_problems"]
+        if logs["lines"]:
+            notes.append(f"- load: the workers logged {logs['lines']} error lines "
+                         f"({logs['tracebacks']} tracebacks), e.g. {logs['first'][:3]}; "
+                         "see var/bench/load-*.log")  # fmt: skip
 
     # -------------------------------------------------------------------- inbox
 
@@ -575,6 +732,23 @@ def _check(bench: Bench, report: Report) -> int:
         say(f"check: {problem}")
     say("check: every figure produced" if not problems else "check: FAILED")
     return 1 if problems else 0
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f} ms"
+
+
+def _log_problems(logs: list[Path], offsets: list[int]) -> dict:
+    """Error lines the workers logged during this run (the logs are appended to)."""
+    lines: list[str] = []
+    for path, offset in zip(logs, offsets, strict=True):
+        with suppress(OSError), path.open("rb") as f:
+            f.seek(offset)
+            text = f.read(5_000_000).decode(errors="replace")
+            lines += [ln for ln in text.splitlines() if "ERROR" in ln or "Traceback" in ln]
+    first = list(dict.fromkeys(ln.strip()[:160] for ln in lines if "Traceback" not in ln))
+    return {"lines": len(lines), "tracebacks": sum("Traceback" in ln for ln in lines),
+            "first": first[:5]}  # fmt: skip
 
 
 def _git_state() -> dict:
