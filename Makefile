@@ -9,7 +9,7 @@ PORT ?= 8000
 # The demo website (the widget embedded on another origin) listens next to the CRM.
 DEMO_PORT ?= $(shell echo $$(($(PORT) + 1)))
 
-.PHONY: run test install install-test lint format screenshots bench clean
+.PHONY: run test install install-test lint typecheck format screenshots bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,12 @@ run: install
 test: install-test
 	bash scripts/test.sh
 
-lint:
+lint: typecheck
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# mypy with django-stubs over src/ (settings in pyproject.toml's [tool.mypy]).
+typecheck:
+	$(BIN)/mypy
 
 format:
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything `make test` needs beyond the virtualenv: Debian's Chromium, a reachable
 # PostgreSQL and Redis (started when installed but stopped, installed when absent),
-# then lint, format check, and the whole suite on SQLite and on PostgreSQL.
+# then lint, format check, type check, and the whole suite on SQLite and on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV:-.venv}/bin
@@ -38,6 +38,8 @@ fi
 echo "test: ruff"
 "$BIN/ruff" check .
 "$BIN/ruff" format --check .
+echo "test: mypy"
+"$BIN/mypy"
 
 export CRM_TEST_REDIS_URL="$REDIS_URL_TEST" CRM_TEST_POSTGRES_URL="$PG_URL"
 export CRM_DATA_DIR="${CRM_DATA_DIR:-$PWD/var/test}"

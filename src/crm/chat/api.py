@@ -9,6 +9,7 @@ OpenAPI: ``/p/chat/api/openapi.json``.
 
 from __future__ import annotations
 
+from typing import cast
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -21,7 +22,7 @@ from ninja.security import APIKeyHeader
 
 from crm.chat import presence, ratelimit, selectors
 from crm.chat.errors import error_response
-from crm.chat.events import MessagePayload
+from crm.chat.events import ConversationStatus, MessagePayload
 from crm.chat.models import (
     ChatConversation,
     ChatVisitor,
@@ -29,6 +30,7 @@ from crm.chat.models import (
     ChatWidget,
     max_body_length,
 )
+from crm.chat.origins import WidgetHttpRequest
 from crm.chat.payloads import message_payloads
 from crm.chat.schemas import (
     ConversationOut,
@@ -53,6 +55,16 @@ from crm.chat.services import ChatError, InvalidToken, NotAllowed, chat_service
 TOKEN_HEADER = "X-Chat-Visitor-Token"
 
 
+class ApiRequest(WidgetHttpRequest):
+    """What an operation gets: its widget, and the visitor ``visitor_auth`` resolved.
+
+    Ninja keeps what the auth class returned as ``auth``: the visitor on operations
+    that require the token, ``None`` on the one that doesn't (``identify``).
+    """
+
+    auth: ChatVisitor | None
+
+
 class NotFound(Exception):
     def __init__(self, message: str) -> None:
         self.message = message
@@ -68,7 +80,8 @@ class VisitorToken(APIKeyHeader):
     openapi_description = "The token returned by POST /visitor on first contact."
 
     def authenticate(self, request: HttpRequest, key: str | None) -> ChatVisitor | None:
-        widget: ChatWidget = request.chat_widget  # type: ignore[attr-defined]
+        # Ninja types the request of an auth class as a plain one.
+        widget = cast(WidgetHttpRequest, request).chat_widget
         if not key:
             return None
         visitor = selectors.visitor_by_token(widget=widget, token=key)
@@ -162,11 +175,12 @@ def _ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def _visitor(request: HttpRequest) -> ChatVisitor:
-    return request.auth  # type: ignore[attr-defined, return-value]
+def _visitor(request: ApiRequest) -> ChatVisitor:
+    assert request.auth is not None  # operations that call this all use visitor_auth
+    return request.auth
 
 
-def _conversation(request: HttpRequest, conversation_id: UUID) -> ChatConversation:
+def _conversation(request: ApiRequest, conversation_id: UUID) -> ChatConversation:
     conv = selectors.visitor_conversation_get(
         visitor=_visitor(request), external_id=conversation_id
     )
@@ -179,7 +193,8 @@ def _conversation_out(conv: ChatConversation) -> ConversationOut:
     return ConversationOut(
         id=conv.external_id,
         chat_id=conv.chat_id,
-        status=conv.status,  # type: ignore[arg-type]
+        # The column's choices are exactly the schema's statuses.
+        status=cast(ConversationStatus, conv.status),
         last_seq=conv.last_seq,
         read_up_to=selectors.visitor_messages_read_up_to(conversation=conv),
         unread=selectors.unread_for_visitor(conversation=conv),
@@ -230,8 +245,8 @@ KEY = "/{public_key}/api"
         ]
     },
 )
-def identify(request: HttpRequest, public_key: str, payload: IdentifyIn):  # type: ignore[no-untyped-def]
-    widget: ChatWidget = request.chat_widget  # type: ignore[attr-defined]
+def identify(request: ApiRequest, public_key: str, payload: IdentifyIn) -> Status[IdentifyOut]:
+    widget = request.chat_widget
     token = request.headers.get(TOKEN_HEADER) or None
     ip = _ip(request)
     if token is None:
@@ -266,7 +281,7 @@ def identify(request: HttpRequest, public_key: str, payload: IdentifyIn):  # typ
     auth=visitor_auth,
     summary="Set name/email",
 )
-def update_visitor(request: HttpRequest, public_key: str, payload: VisitorDetailsIn):  # type: ignore[no-untyped-def]
+def update_visitor(request: ApiRequest, public_key: str, payload: VisitorDetailsIn) -> VisitorOut:
     visitor = _visitor(request)
     ratelimit.check("update_visitor", ip=_ip(request), token_key=str(visitor.pk))
     chat_service.update_visitor_details(visitor=visitor, name=payload.name, email=payload.email)
@@ -279,7 +294,7 @@ def update_visitor(request: HttpRequest, public_key: str, payload: VisitorDetail
     auth=visitor_auth,
     summary="Open a conversation, or return the visitor's open one",
 )
-def open_conversation(request: HttpRequest, public_key: str, payload: OpenIn):  # type: ignore[no-untyped-def]
+def open_conversation(request: ApiRequest, public_key: str, payload: OpenIn) -> Status[OpenOut]:
     visitor = _visitor(request)
     ratelimit.check("open_conversation", ip=_ip(request), token_key=str(visitor.pk))
     before = selectors.visitor_current_conversation(visitor=visitor)
@@ -294,9 +309,9 @@ def open_conversation(request: HttpRequest, public_key: str, payload: OpenIn):  
     auth=visitor_auth,
     summary="Messages after a seq (the polling endpoint)",
 )
-def list_messages(  # type: ignore[no-untyped-def]
-    request: HttpRequest, public_key: str, conversation_id: UUID, since: int = 0, limit: int = 200
-):
+def list_messages(
+    request: ApiRequest, public_key: str, conversation_id: UUID, since: int = 0, limit: int = 200
+) -> MessagesOut:
     if since < 0 or not 1 <= limit <= 500:
         raise DjangoValidationError(
             {"since": "since must be >= 0 and limit between 1 and 500."}, code="invalid"
@@ -319,9 +334,9 @@ def list_messages(  # type: ignore[no-untyped-def]
     auth=visitor_auth,
     summary="Send a message (idempotent by client_id)",
 )
-def send_message(  # type: ignore[no-untyped-def]
-    request: HttpRequest, public_key: str, conversation_id: UUID, payload: SendIn
-):
+def send_message(
+    request: ApiRequest, public_key: str, conversation_id: UUID, payload: SendIn
+) -> Status[SentOut]:
     visitor = _visitor(request)
     conv = _conversation(request, conversation_id)
     ratelimit.check("send_message", ip=_ip(request), token_key=str(visitor.pk))
@@ -341,7 +356,9 @@ def send_message(  # type: ignore[no-untyped-def]
     auth=visitor_auth,
     summary="Mark agent messages read up to a seq",
 )
-def mark_read(request: HttpRequest, public_key: str, conversation_id: UUID, payload: ReadIn):  # type: ignore[no-untyped-def]
+def mark_read(
+    request: ApiRequest, public_key: str, conversation_id: UUID, payload: ReadIn
+) -> CountOut:
     conv = _conversation(request, conversation_id)
     updated = chat_service.mark_read(
         conversation=conv, reader="visitor", up_to_seq=payload.up_to_seq
@@ -355,6 +372,6 @@ def mark_read(request: HttpRequest, public_key: str, conversation_id: UUID, payl
     auth=visitor_auth,
     summary="Record the page the visitor is on",
 )
-def record_page_view(request: HttpRequest, public_key: str, payload: PageIn):  # type: ignore[no-untyped-def]
+def record_page_view(request: ApiRequest, public_key: str, payload: PageIn) -> PageViewOut:
     view = _record_page(request, _visitor(request), payload)
     return PageViewOut(recorded=view is not None, viewed_at=view.viewed_at if view else None)

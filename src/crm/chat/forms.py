@@ -133,9 +133,9 @@ class WidgetForm(forms.ModelForm):
         # The model keeps a list; the textarea shows it one origin per line.
         self.initial["allowed_origins"] = "\n".join(self.instance.allowed_origins or [])
         self.initial["business_hours"] = hours_to_text(self.instance.business_hours or {})
-        self.fields["time_zone"].choices = [("", "UTC")] + [
-            (z, z) for z in sorted(zoneinfo.available_timezones())
-        ]
+        time_zone = self.fields["time_zone"]
+        assert isinstance(time_zone, forms.ChoiceField)  # declared above
+        time_zone.choices = [("", "UTC")] + [(z, z) for z in sorted(zoneinfo.available_timezones())]
         self.fields["missed_chat_minutes"].required = False
 
     def clean_color(self) -> str:

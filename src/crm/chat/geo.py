@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 import threading
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from geoip2fast import GeoIP2Fast
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 
 
 @lru_cache(maxsize=1)
-def _reader():  # type: ignore[no-untyped-def]
+def _reader() -> GeoIP2Fast:
     from geoip2fast import GeoIP2Fast
 
     with _lock:

@@ -13,13 +13,12 @@ import logging
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mail
-from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django_tasks import task
+from django_tasks.base import Task
 
 from crm.chat import presence
 from crm.chat.models import ChatConversation, ChatMessage, ChatWidget
@@ -36,9 +35,7 @@ BACKOFF_MINUTES = (1, 2, 4, 8, 16)
 def widget_recipients(widget: ChatWidget, *, assignee_id: int | None = None) -> list[str]:
     """Owners of the widget's team (every Owner when it has none) and the assignee."""
     User = get_user_model()
-    owners: QuerySet[AbstractBaseUser] = User.objects.filter(
-        is_active=True, groups__name=OWNER
-    ).exclude(email="")
+    owners = User.objects.filter(is_active=True, groups__name=OWNER).exclude(email="")
     if widget.team_id:
         owners = owners.filter(crm_teams=widget.team_id)
     emails = set(owners.values_list("email", flat=True))
@@ -62,7 +59,7 @@ def _send(subject: str, template: str, context: dict, recipients: list[str]) -> 
     return send_mail(subject, body, None, recipients, fail_silently=False)
 
 
-def _retry_or_raise(task_obj, attempt: int, *args: object) -> None:  # type: ignore[no-untyped-def]
+def _retry_or_raise(task_obj: Task[..., int], attempt: int, *args: object) -> None:
     """Schedule the next attempt of a failed send, or give up loudly after the last."""
     if attempt >= MAX_ATTEMPTS:
         logger.error("giving up on %s%r after %d attempts", task_obj.name, args, attempt)
@@ -139,7 +136,11 @@ def send_offline_reply_email(message_id: int, attempt: int = 1) -> int:
     conv, visitor = message.conversation, message.conversation.visitor
     if not visitor.email:
         return 0
-    agent = get_user_model().objects.filter(pk=message.sender_id).first()
+    agent = (
+        get_user_model().objects.filter(pk=message.sender_id).first()
+        if message.sender_id is not None
+        else None
+    )
     context = {"conversation": conv, "visitor": visitor, "message": message,
                "agent_name": (agent.get_full_name() or agent.get_username()) if agent else "Agent",
                "widget": conv.widget}  # fmt: skip

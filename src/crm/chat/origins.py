@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -42,6 +43,12 @@ def origin_allowed(request: HttpRequest, widget: ChatWidget, origin: str | None)
     return origin in crm_origins(request) or widget.origin_allowed(origin)
 
 
+class WidgetHttpRequest(HttpRequest):
+    """A request to a known widget's public path: ``PublicChatMiddleware`` attached it."""
+
+    chat_widget: ChatWidget
+
+
 class PublicChatMiddleware:
     """Resolve the widget of ``/p/chat/<key>…`` once, enforce Origin, answer CORS.
 
@@ -69,7 +76,7 @@ class PublicChatMiddleware:
                 return error_response(404, "unknown_widget", "This chat widget does not exist.")
             # The views render their own friendly 404s.
             return _refuse_too_large(request) or self.get_response(request)
-        request.chat_widget = widget  # type: ignore[attr-defined]
+        cast(WidgetHttpRequest, request).chat_widget = widget
         if not is_api:
             return _refuse_too_large(request) or self.get_response(request)
         origin = request.headers.get("Origin")
@@ -137,7 +144,7 @@ def _refuse_too_large(request: HttpRequest) -> HttpResponse | None:
 
 
 def _wants_json(request: HttpRequest) -> bool:
-    return "json" in request.content_type or "json" in request.headers.get("Accept", "")
+    return "json" in (request.content_type or "") or "json" in request.headers.get("Accept", "")
 
 
 def _json_errors_only(response: HttpResponse) -> HttpResponse:

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 
 from crm.chat.events import MessagePayload
 from crm.chat.models import ChatMessage, ChatVisitor
 
 
-def agent_display_name(user: object | None) -> str:
+def agent_display_name(user: User | None) -> str:
     if user is None:
         return "Agent"
-    return user.get_full_name() or user.get_username()  # type: ignore[attr-defined]
+    return user.get_full_name() or user.get_username()
 
 
 def message_payload(message: ChatMessage, *, sender_name: str) -> MessagePayload:
@@ -40,7 +41,8 @@ def sender_names(messages: Iterable[ChatMessage], *, visitor: ChatVisitor) -> di
         if m.sender_type == "visitor":
             names[m.pk] = visitor.display_name
         elif m.sender_type == "user":
-            names[m.pk] = agent_display_name(agents.get(m.sender_id))
+            agent = agents.get(m.sender_id) if m.sender_id is not None else None
+            names[m.pk] = agent_display_name(agent)
         else:
             names[m.pk] = "System"
     return names

@@ -7,6 +7,7 @@ An agent is online while an inbox page or agent socket refreshes their mark
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -82,7 +83,7 @@ def agents_online(widget: ChatWidget) -> int:
     return len(online_agent_ids(widget_agent_ids(widget)))
 
 
-def visitor_is_online(last_seen_at) -> bool:  # type: ignore[no-untyped-def]
+def visitor_is_online(last_seen_at: datetime | None) -> bool:
     if last_seen_at is None:
         return False
     return (timezone.now() - last_seen_at).total_seconds() < VISITOR_ONLINE_SECONDS

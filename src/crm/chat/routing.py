@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from channels.auth import AuthMiddlewareStack
 from django.urls import re_path
 
 from crm.chat.realtime import AgentConsumer, VisitorConsumer
 
-websocket_urlpatterns = [
-    re_path(r"^p/chat/(?P<public_key>[A-Za-z0-9_-]{1,128})/ws$", VisitorConsumer.as_asgi()),
+if TYPE_CHECKING:
+    from channels.routing import URLRouter, _ExtendedURLPattern
+    from channels.utils import _ChannelApplication
+
+
+def socket_path(route: str, app: _ChannelApplication) -> _ExtendedURLPattern:
+    """``re_path`` for a socket: Channels routes ASGI apps with Django's URL patterns.
+
+    The pattern is typed as the one Channels' ``URLRouter`` takes.
+    """
+    # django-stubs types re_path's target as an HTTP view only, not an ASGI app.
+    return cast("_ExtendedURLPattern", re_path(route, app))  # type: ignore[arg-type]
+
+
+websocket_urlpatterns: list[_ExtendedURLPattern | URLRouter] = [
+    socket_path(r"^p/chat/(?P<public_key>[A-Za-z0-9_-]{1,128})/ws$", VisitorConsumer.as_asgi()),
     # Only the agent socket reads the session cookie; the visitor socket never does.
-    re_path(r"^crm/chat/ws$", AuthMiddlewareStack(AgentConsumer.as_asgi())),
+    socket_path(r"^crm/chat/ws$", AuthMiddlewareStack(AgentConsumer.as_asgi())),
 ]

@@ -31,9 +31,9 @@ class In(Schema):
 
 
 class PageIn(In):
-    url: str = Field("", max_length=4096)
-    title: str = Field("", max_length=2048)
-    referrer: str = Field("", max_length=4096)
+    url: str = Field(default="", max_length=4096)
+    title: str = Field(default="", max_length=2048)
+    referrer: str = Field(default="", max_length=4096)
 
 
 class IdentifyIn(In):
@@ -41,10 +41,10 @@ class IdentifyIn(In):
 
 
 class VisitorDetailsIn(In):
-    name: str | None = Field(None, max_length=500)
+    name: str | None = Field(default=None, max_length=500)
     # The column holds 254 characters; a longer address can still pass validate_email
     # (up to 320), and PostgreSQL would then fail the write with a 500.
-    email: str | None = Field(None, max_length=254)
+    email: str | None = Field(default=None, max_length=254)
 
     @field_validator("email", mode="after")
     @classmethod
@@ -57,17 +57,17 @@ class VisitorDetailsIn(In):
 
 
 class OpenIn(In):
-    subject: str = Field("", max_length=500)
+    subject: str = Field(default="", max_length=500)
 
 
 class SendIn(In):
     body: str = Field(..., max_length=20_000)
-    client_id: str | None = Field(None, max_length=64)
+    client_id: str | None = Field(default=None, max_length=64)
 
 
 class ReadIn(In):
     # Strict: JSON true/false must not pass as the seqs 1/0 (found by the API fuzzer).
-    up_to_seq: StrictInt | None = Field(None, ge=0)
+    up_to_seq: StrictInt | None = Field(default=None, ge=0)
 
 
 class VisitorOut(Schema):
@@ -98,7 +98,8 @@ class ConversationOut(Schema):
 
 class IdentifyOut(Schema):
     visitor_token: str | None = Field(
-        None, description="Only on first contact: keep it and send it as X-Chat-Visitor-Token."
+        default=None,
+        description="Only on first contact: keep it and send it as X-Chat-Visitor-Token.",
     )
     visitor: VisitorOut
     widget: WidgetOut

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission
+from django.contrib.auth.models import AnonymousUser, Permission, User
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
@@ -24,7 +24,7 @@ from crm.chat.models import (
     hash_token,
 )
 
-Agent = AbstractBaseUser | AnonymousUser
+Agent = User | AnonymousUser
 
 
 # --------------------------------------------------------------------- public side
@@ -172,14 +172,14 @@ def conversation_list(
         )
     return (
         qs.select_related("visitor", "widget", "user_assigned")
-        .annotate(unread_count=Coalesce(Subquery(_unread_of_row()), 0))
+        .annotate(unread_count=Coalesce(_unread_of_row(), 0))
         .order_by("-last_message_at", "-id")
     )
 
 
-def _unread_of_row() -> QuerySet[ChatMessage]:
+def _unread_of_row() -> Subquery:
     """Unread visitor messages of the outer row's conversation (uses the unread index)."""
-    return (
+    return Subquery(
         ChatMessage.objects.filter(
             conversation=OuterRef("pk"), sender_type="visitor", read_at__isnull=True
         )
@@ -272,7 +272,7 @@ def visitor_other_conversations(
     )
 
 
-def chat_agents() -> QuerySet[AbstractBaseUser]:
+def chat_agents() -> QuerySet[User]:
     """Active users who can open chats: the people a chat may be assigned to."""
     User = get_user_model()
     view_chat = {"codename": "view_chat", "content_type__app_label": "crm_chat"}

@@ -47,7 +47,8 @@ class BoundedMultipleChoiceField(forms.ModelMultipleChoiceField):
                     code="invalid_pk_value",
                     params={"pk": item},
                 )
-        return super()._check_values(value)
+        # A private Django method that django-stubs leaves out.
+        return super()._check_values(value)  # type: ignore[misc]
 
 
 class SafeLookupsAdmin(admin.ModelAdmin):
@@ -61,7 +62,7 @@ class SafeLookupsAdmin(admin.ModelAdmin):
     (a team's members, a group's permissions) get the same check as a form error.
     """
 
-    def lookup_allowed(self, lookup: str, value: Any, request: HttpRequest | None = None) -> bool:
+    def lookup_allowed(self, lookup: str, value: Any, request: HttpRequest) -> bool:
         if _unstorable(value):
             raise IncorrectLookupParameters(f"No row can hold this {lookup} value.")
         return super().lookup_allowed(lookup, value, request)

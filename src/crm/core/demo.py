@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from crm.core import services
@@ -26,7 +26,7 @@ _PEOPLE = [
 ]
 
 
-def ensure_demo_owner() -> AbstractUser:
+def ensure_demo_owner() -> User:
     User = get_user_model()
     user = User.objects.filter(username=DEMO_USERNAME).first()
     if user is None:
@@ -43,7 +43,7 @@ def ensure_demo_owner() -> AbstractUser:
 
 
 @transaction.atomic
-def load_core_demo() -> AbstractUser:
+def load_core_demo() -> User:
     """Create the demo owner, a team, an employee and a few records, once."""
     owner = ensure_demo_owner()
     team, _ = Team.objects.get_or_create(name="Support")

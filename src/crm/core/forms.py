@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.forms.formsets import DELETION_FIELD_NAME
 from django.utils.translation import gettext_lazy as _
 
 from crm.core import services
@@ -65,7 +66,7 @@ class _OnePrimaryFormSet(forms.BaseInlineFormSet):
         services.one_primary(
             bool(f.cleaned_data.get("primary"))
             for f in self.forms
-            if not self._should_delete_form(f)
+            if not f.cleaned_data.get(DELETION_FIELD_NAME, False)
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
@@ -29,8 +29,11 @@ class ModuleGateMiddleware:
         module = module_for_path(request.path_info)
         return module is not None and not module_enabled(module)
 
-    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
-        if iscoroutinefunction(self):
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
+        # Kept in a variable: as an if-test, asgiref's type guard would narrow ``self`` to
+        # a bare coroutine function.
+        is_async = iscoroutinefunction(self)
+        if is_async:
             return self.__acall__(request)
         if self._blocked(request):
             return self._not_found()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Q, QuerySet
 
 from crm.core.models import Email, Lead, Note, Organisation, Person
@@ -23,7 +23,7 @@ def _terms(search: str) -> list[str]:
     return search.split()[:MAX_SEARCH_TERMS]
 
 
-def dashboard_summary(*, user: AbstractBaseUser | AnonymousUser) -> dict[str, Any]:
+def dashboard_summary(*, user: User | AnonymousUser) -> dict[str, Any]:
     return {
         "people_count": Person.objects.count() if user.has_perm("crm_core.view_person") else None,
         "organisation_count": (

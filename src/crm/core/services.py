@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AbstractUser, Group
+from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
@@ -42,7 +42,7 @@ def create_agent(
     first_name: str = "",
     last_name: str = "",
     validate: bool = True,
-) -> AbstractUser:
+) -> User:
     """Create a user with a role; Owners are also staff and superusers (the admin)."""
     User = get_user_model()
     if role not in ROLES:
@@ -81,7 +81,7 @@ def create_person(
     title: str = "",
     organisation: Organisation | None = None,
     description: str = "",
-    owner: AbstractBaseUser | None = None,
+    owner: User | None = None,
     team: Team | None = None,
     email: str = "",
     emails: Iterable[Email] = (),
@@ -131,7 +131,8 @@ def _save_person(
     # Everything is validated before the first write, so a bad row leaves no person
     # behind; the transaction covers a row that fails only when it is saved.
     person.full_clean()
-    for row in [*emails, *phones]:
+    rows: list[Email | Phone] = [*emails, *phones]
+    for row in rows:
         row.full_clean(exclude=["person"])
     one_primary(_primaries(person, emails, removed, Email))
     one_primary(_primaries(person, phones, removed, Phone))
@@ -139,7 +140,7 @@ def _save_person(
         person.save()
         for row in removed:
             row.delete()
-        for row in [*emails, *phones]:
+        for row in rows:
             row.person = person
             row.save()
     return person
@@ -165,7 +166,7 @@ def create_organisation(
     name: str,
     website: str = "",
     description: str = "",
-    owner: AbstractBaseUser | None = None,
+    owner: User | None = None,
     team: Team | None = None,
 ) -> Organisation:
     organisation = Organisation(
@@ -195,7 +196,7 @@ def create_lead(
     description: str = "",
     person: Person | None = None,
     organisation: Organisation | None = None,
-    owner: AbstractBaseUser | None = None,
+    owner: User | None = None,
     status: str = "new",
     source: str = "web",
     team: Team | None = None,
@@ -229,7 +230,7 @@ def delete_lead(*, lead: Lead) -> None:
 
 
 def create_note(
-    *, parent: Person | Organisation | Lead, content: str, author: AbstractBaseUser | None = None
+    *, parent: Person | Organisation | Lead, content: str, author: User | None = None
 ) -> Note:
     """A note on exactly one person, organisation or lead (the database checks it too)."""
     note = Note(content=content, author=author, **{note_parent_field(parent): parent})

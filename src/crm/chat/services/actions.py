@@ -12,11 +12,12 @@ deletion are internal (agents only).
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from crm.chat import revocation
+from crm.chat.events import ConversationStatus
 from crm.chat.models import ChatConversation, ChatMessage
 from crm.chat.payloads import agent_display_name
 from crm.chat.services.errors import NotAllowed
@@ -32,8 +33,8 @@ from crm.chat.services.messages import (
 def assign_conversation(
     *,
     conversation: ChatConversation,
-    agent: AbstractBaseUser | None,
-    by: AbstractBaseUser,
+    agent: User | None,
+    by: User,
 ) -> ChatConversation:
     """Assign to ``agent`` (``None`` unassigns), leaving a system message."""
     if agent is not None and not agent.is_active:
@@ -47,29 +48,21 @@ def assign_conversation(
     return conversation
 
 
-def close_conversation(
-    *, conversation: ChatConversation, by: AbstractBaseUser | None
-) -> ChatConversation:
+def close_conversation(*, conversation: ChatConversation, by: User | None) -> ChatConversation:
     return _change_status(conversation, ChatConversation.STATUS_CLOSED, "This chat was closed.", by)
 
 
-def mark_pending(
-    *, conversation: ChatConversation, by: AbstractBaseUser | None
-) -> ChatConversation:
+def mark_pending(*, conversation: ChatConversation, by: User | None) -> ChatConversation:
     return _change_status(
         conversation, ChatConversation.STATUS_PENDING, "This chat was marked pending.", by
     )
 
 
-def reopen_conversation(
-    *, conversation: ChatConversation, by: AbstractBaseUser | None
-) -> ChatConversation:
+def reopen_conversation(*, conversation: ChatConversation, by: User | None) -> ChatConversation:
     return _change_status(conversation, ChatConversation.STATUS_OPEN, "This chat was reopened.", by)
 
 
-def delete_conversation(
-    *, conversation: ChatConversation, by: AbstractBaseUser
-) -> ChatConversation:
+def delete_conversation(*, conversation: ChatConversation, by: User) -> ChatConversation:
     """Soft-delete: gone from the inbox and the widget, restorable by an agent."""
     with transaction.atomic():
         conv = lock_conversation(conversation)
@@ -91,9 +84,7 @@ def delete_conversation(
     return conversation
 
 
-def restore_conversation(
-    *, conversation: ChatConversation, by: AbstractBaseUser
-) -> ChatConversation:
+def restore_conversation(*, conversation: ChatConversation, by: User) -> ChatConversation:
     """Undo ``delete_conversation``; no recheck is sent, restoring only widens access."""
     with transaction.atomic():
         conv = lock_conversation(conversation)
@@ -113,9 +104,9 @@ def restore_conversation(
 
 def _change_status(
     conversation: ChatConversation,
-    status: str,
+    status: ConversationStatus,
     note: str,
-    by: AbstractBaseUser | None,
+    by: User | None,
 ) -> ChatConversation:
     with transaction.atomic():
         conv = lock_conversation(conversation)

@@ -13,7 +13,7 @@ created by ``crm.core.services``, with the same rules as on the CRM's own pages.
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -26,7 +26,7 @@ from crm.core import services as core_services
 from crm.core.models import Lead, Person
 
 
-def promote_visitor_to_person(*, visitor: ChatVisitor, by: AbstractBaseUser | None) -> Person:
+def promote_visitor_to_person(*, visitor: ChatVisitor, by: User | None) -> Person:
     """Link the visitor to the person with their email, or create that person.
 
     Promoting twice returns the already linked person.
@@ -50,7 +50,7 @@ def promote_visitor_to_person(*, visitor: ChatVisitor, by: AbstractBaseUser | No
     return person
 
 
-def convert_to_lead(*, conversation: ChatConversation, by: AbstractBaseUser) -> Lead:
+def convert_to_lead(*, conversation: ChatConversation, by: User) -> Lead:
     """Create a Lead (source chat) with the transcript as a note; refuse a second time."""
     with transaction.atomic():
         conv = lock_conversation(conversation)
@@ -91,7 +91,9 @@ def lead_title(conv: ChatConversation, visitor: ChatVisitor) -> str:
     who = " ".join(p for p in (visitor.name, visitor.email and f"({visitor.email})") if p)
     suffix = f" · chat {conv.chat_id}"
     who = who or "Chat visitor"
-    limit = Lead._meta.get_field("title").max_length - len(suffix)
+    max_length = Lead._meta.get_field("title").max_length
+    assert max_length is not None  # a CharField always has one
+    limit = max_length - len(suffix)
     if len(who) > limit:
         who = who[: limit - 1] + "…"
     return who + suffix
@@ -108,7 +110,7 @@ def transcript(conv: ChatConversation, visitor: ChatVisitor) -> str:
     return "\n".join(lines)
 
 
-def _find_or_create_person(visitor: ChatVisitor, by: AbstractBaseUser | None) -> Person:
+def _find_or_create_person(visitor: ChatVisitor, by: User | None) -> Person:
     """Who has the visitor's address, else a new person named as they typed, with that address."""
     if visitor.email and (found := core_selectors.person_with_email(address=visitor.email)):
         return found

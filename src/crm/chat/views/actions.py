@@ -15,7 +15,7 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
@@ -24,12 +24,13 @@ from crm.chat.models import ChatConversation
 from crm.chat.payloads import agent_display_name
 from crm.chat.services import ChatError, chat_service
 from crm.chat.views.inbox import get_conversation_for_agent, reply_chat
+from crm.typing import AuthedHttpRequest
 
 # What an action answers: a flash message (then back to the chat), or a response.
 Outcome = str | HttpResponse
 
 
-def _assign(request: HttpRequest, conv: ChatConversation) -> Outcome:
+def _assign(request: AuthedHttpRequest, conv: ChatConversation) -> Outcome:
     target = request.POST.get("agent", "")
     agent = None
     if target == "me":
@@ -44,46 +45,46 @@ def _assign(request: HttpRequest, conv: ChatConversation) -> Outcome:
     return f"Assigned to {agent_display_name(agent)}." if agent else "Unassigned."
 
 
-def _pending(request: HttpRequest, conv: ChatConversation) -> Outcome:
+def _pending(request: AuthedHttpRequest, conv: ChatConversation) -> Outcome:
     chat_service.mark_pending(conversation=conv, by=request.user)
     return f"Chat {conv.chat_id} is pending."
 
 
-def _close(request: HttpRequest, conv: ChatConversation) -> Outcome:
+def _close(request: AuthedHttpRequest, conv: ChatConversation) -> Outcome:
     chat_service.close_conversation(conversation=conv, by=request.user)
     return f"Chat {conv.chat_id} closed."
 
 
-def _reopen(request: HttpRequest, conv: ChatConversation) -> Outcome:
+def _reopen(request: AuthedHttpRequest, conv: ChatConversation) -> Outcome:
     chat_service.reopen_conversation(conversation=conv, by=request.user)
     return f"Chat {conv.chat_id} reopened."
 
 
-def _convert(request: HttpRequest, conv: ChatConversation) -> Outcome:
+def _convert(request: AuthedHttpRequest, conv: ChatConversation) -> Outcome:
     lead = chat_service.convert_to_lead(conversation=conv, by=request.user)
     messages.success(request, f"Converted to lead “{lead.title}”.")
     return redirect(lead.get_absolute_url())
 
 
-def _delete(request: HttpRequest, conv: ChatConversation) -> Outcome:
+def _delete(request: AuthedHttpRequest, conv: ChatConversation) -> Outcome:
     chat_service.delete_conversation(conversation=conv, by=request.user)
     messages.success(request, f"Chat {conv.chat_id} deleted. Restore it from Deleted.")
     return redirect("crm-chat-index")
 
 
-def _restore(request: HttpRequest, conv: ChatConversation) -> Outcome:
+def _restore(request: AuthedHttpRequest, conv: ChatConversation) -> Outcome:
     chat_service.restore_conversation(conversation=conv, by=request.user)
     return f"Chat {conv.chat_id} restored."
 
 
-def _promote(request: HttpRequest, conv: ChatConversation) -> Outcome:
+def _promote(request: AuthedHttpRequest, conv: ChatConversation) -> Outcome:
     person = chat_service.promote_visitor_to_person(visitor=conv.visitor, by=request.user)
     return f"Visitor linked to {person.name}."
 
 
 @dataclass(frozen=True)
 class Action:
-    run: Callable[[HttpRequest, ChatConversation], Outcome]
+    run: Callable[[AuthedHttpRequest, ChatConversation], Outcome]
     # Needed on top of replying to chats, with the message shown to those without it.
     permission: str | None = None
     refusal: str = ""
@@ -104,7 +105,7 @@ ACTIONS: dict[str, Action] = {
 @login_required
 @reply_chat
 @require_POST
-def action(request: HttpRequest, external_id: UUID, name: str) -> HttpResponse:
+def action(request: AuthedHttpRequest, external_id: UUID, name: str) -> HttpResponse:
     """Run one action of ``ACTIONS`` on a conversation the agent may open."""
     conv = get_conversation_for_agent(request, external_id)
     spec = ACTIONS.get(name)

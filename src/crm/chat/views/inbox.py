@@ -15,7 +15,7 @@ from uuid import UUID
 
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
@@ -24,6 +24,7 @@ from ua_parser import parse as parse_user_agent
 from crm.chat import presence, selectors
 from crm.chat.models import ChatConversation
 from crm.chat.payloads import message_payloads
+from crm.typing import AuthedHttpRequest
 
 PER_PAGE = 25
 ROW_ID = re.compile(r"[0-9]{1,19}")
@@ -32,14 +33,14 @@ view_chat = permission_required("crm_chat.view_chat", raise_exception=True)
 reply_chat = permission_required("crm_chat.reply_chat", raise_exception=True)
 
 
-def get_conversation_for_agent(request: HttpRequest, external_id: UUID) -> ChatConversation:
+def get_conversation_for_agent(request: AuthedHttpRequest, external_id: UUID) -> ChatConversation:
     conversation = selectors.conversation_get(agent=request.user, external_id=external_id)
     if conversation is None:
         raise Http404("No such conversation.")
     return conversation
 
 
-def _filters(request: HttpRequest) -> dict[str, Any]:
+def _filters(request: AuthedHttpRequest) -> dict[str, Any]:
     status = request.GET.get("status", "open")
     if status not in {"open", "pending", "closed", "all", "deleted"}:
         status = "open"
@@ -72,7 +73,7 @@ def _row_id(value: str | None) -> int | None:
     return number if 0 < number <= ROW_ID_MAX else None
 
 
-def _list_context(request: HttpRequest) -> dict[str, Any]:
+def _list_context(request: AuthedHttpRequest) -> dict[str, Any]:
     f = _filters(request)
     qs = selectors.conversation_list(
         agent=request.user,
@@ -111,7 +112,7 @@ def _list_context(request: HttpRequest) -> dict[str, Any]:
 @login_required
 @view_chat
 @require_GET
-def inbox(request: HttpRequest) -> HttpResponse:
+def inbox(request: AuthedHttpRequest) -> HttpResponse:
     """``crm-chat-index``: conversations by status tab, filtered and searchable, live."""
     presence.mark_agent_online(request.user.pk)
     context = _list_context(request)
@@ -128,7 +129,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @login_required
 @view_chat
 @require_GET
-def conversation(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def conversation(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """``crm-chat-show``: transcript, reply box, actions and the visitor sidebar."""
     conv = get_conversation_for_agent(request, external_id)
     presence.mark_agent_online(request.user.pk)

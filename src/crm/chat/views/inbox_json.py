@@ -13,7 +13,7 @@ from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, JsonResponse, RawPostDataException
+from django.http import JsonResponse, RawPostDataException
 from django.views.decorators.http import require_GET, require_POST
 
 from crm.chat import presence, selectors
@@ -21,12 +21,13 @@ from crm.chat.errors import error_response
 from crm.chat.payloads import message_payloads
 from crm.chat.services import ChatError, chat_service
 from crm.chat.views.inbox import get_conversation_for_agent, reply_chat, view_chat
+from crm.typing import AuthedHttpRequest
 
 
 @login_required
 @view_chat
 @require_GET
-def messages_since(request: HttpRequest, external_id: UUID) -> JsonResponse:
+def messages_since(request: AuthedHttpRequest, external_id: UUID) -> JsonResponse:
     """Messages after ``since`` for the conversation view when the socket is down."""
     conv = get_conversation_for_agent(request, external_id)
     try:
@@ -51,7 +52,7 @@ def messages_since(request: HttpRequest, external_id: UUID) -> JsonResponse:
 @login_required
 @view_chat
 @require_GET
-def unread(request: HttpRequest) -> JsonResponse:
+def unread(request: AuthedHttpRequest) -> JsonResponse:
     """The sidebar badge and the list's freshness marker, for polling agents."""
     presence.mark_agent_online(request.user.pk)
     return JsonResponse(
@@ -65,7 +66,7 @@ def unread(request: HttpRequest) -> JsonResponse:
 @login_required
 @reply_chat
 @require_POST
-def send_message(request: HttpRequest, external_id: UUID) -> JsonResponse:
+def send_message(request: AuthedHttpRequest, external_id: UUID) -> JsonResponse:
     """Send a reply over HTTP (the socket-less path); idempotent by ``client_id``."""
     conv = get_conversation_for_agent(request, external_id)
     data = _json_object(request)
@@ -89,7 +90,7 @@ def send_message(request: HttpRequest, external_id: UUID) -> JsonResponse:
 @login_required
 @view_chat
 @require_POST
-def mark_read(request: HttpRequest, external_id: UUID) -> JsonResponse:
+def mark_read(request: AuthedHttpRequest, external_id: UUID) -> JsonResponse:
     """Mark the visitor's messages read up to ``up_to_seq`` (default: all)."""
     conv = get_conversation_for_agent(request, external_id)
     data = _json_object(request)
@@ -105,7 +106,7 @@ def mark_read(request: HttpRequest, external_id: UUID) -> JsonResponse:
     return JsonResponse({"updated": updated})
 
 
-def _json_object(request: HttpRequest) -> dict[str, Any] | None:
+def _json_object(request: AuthedHttpRequest) -> dict[str, Any] | None:
     """The request's JSON object, or None when the body is not one.
 
     Python's json module decodes lone surrogates ("\\ud800"), which can't be

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -25,6 +25,7 @@ from crm.chat import selectors
 from crm.chat.forms import WidgetForm, WidgetPurgeForm
 from crm.chat.models import ChatWidget
 from crm.chat.services import ChatError, chat_service
+from crm.typing import AuthedHttpRequest
 
 PERMISSION = "crm_chat.manage_widgets"
 
@@ -43,7 +44,7 @@ def _edit_url(widget: ChatWidget) -> str:
 @login_required
 @permission_required(PERMISSION, raise_exception=True)
 @require_safe
-def widget_index(request: HttpRequest) -> HttpResponse:
+def widget_index(request: AuthedHttpRequest) -> HttpResponse:
     """Every widget with its team, state, look, origins and conversation count.
 
     Deleted widgets get their own section with Restore and Delete permanently.
@@ -63,7 +64,7 @@ def widget_index(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required(PERMISSION, raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def widget_create(request: HttpRequest) -> HttpResponse:
+def widget_create(request: AuthedHttpRequest) -> HttpResponse:
     """A new widget; on success the edit page shows its embed snippet."""
     return _widget_form(request, ChatWidget())
 
@@ -71,7 +72,7 @@ def widget_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required(PERMISSION, raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def widget_edit(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def widget_edit(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Change a widget's settings; also shows the preview, embed snippet and key."""
     return _widget_form(request, _get_widget_or_404(external_id))
 
@@ -79,7 +80,7 @@ def widget_edit(request: HttpRequest, external_id: UUID) -> HttpResponse:
 @login_required
 @permission_required(PERMISSION, raise_exception=True)
 @require_POST
-def widget_toggle(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def widget_toggle(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Activate or deactivate; an inactive widget vanishes from every host site."""
     widget = _get_widget_or_404(external_id)
     try:
@@ -95,7 +96,7 @@ def widget_toggle(request: HttpRequest, external_id: UUID) -> HttpResponse:
 @login_required
 @permission_required(PERMISSION, raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def widget_delete(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def widget_delete(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Ask on GET, soft-delete on POST: the widget stops serving, its chats stay."""
     widget = _get_widget_or_404(external_id)
     if request.method == "POST":
@@ -117,7 +118,7 @@ def widget_delete(request: HttpRequest, external_id: UUID) -> HttpResponse:
 @login_required
 @permission_required(PERMISSION, raise_exception=True)
 @require_POST
-def widget_restore(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def widget_restore(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Undo a delete: the widget serves again with the same key and settings."""
     widget = _get_widget_or_404(external_id, deleted=True)
     try:
@@ -132,7 +133,7 @@ def widget_restore(request: HttpRequest, external_id: UUID) -> HttpResponse:
 @login_required
 @permission_required(PERMISSION, raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def widget_purge(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def widget_purge(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Destroy a deleted widget and all its chats, once its name is typed to confirm.
 
     Only deleted widgets get here (404 otherwise), so destroying chats always
@@ -168,7 +169,7 @@ def _count(n: int, noun: str) -> str:
 @login_required
 @permission_required(PERMISSION, raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def widget_regenerate(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def widget_regenerate(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Ask on GET, issue a new public key on POST (the old snippet stops working)."""
     widget = _get_widget_or_404(external_id)
     if request.method == "POST":
@@ -187,7 +188,7 @@ def widget_regenerate(request: HttpRequest, external_id: UUID) -> HttpResponse:
     return render(request, "crm_chat/widget_confirm_regenerate.html", context)
 
 
-def _widget_form(request: HttpRequest, widget: ChatWidget) -> HttpResponse:
+def _widget_form(request: AuthedHttpRequest, widget: ChatWidget) -> HttpResponse:
     creating = widget.pk is None
     # Taken before binding: an invalid form still writes its values onto the instance.
     heading = "New chat widget" if creating else f"Edit {widget.name}"

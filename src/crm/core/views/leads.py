@@ -6,7 +6,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
@@ -15,6 +15,7 @@ from crm.core import selectors, services
 from crm.core.forms import LeadFilterForm, LeadForm, NoteForm
 from crm.core.models import Lead
 from crm.core.views.common import delete_context, notes_context, paginate
+from crm.typing import AuthedHttpRequest
 
 
 def get_lead_or_404(external_id: UUID) -> Lead:
@@ -25,7 +26,7 @@ def get_lead_or_404(external_id: UUID) -> Lead:
 
 
 def render_lead(
-    request: HttpRequest, lead: Lead, *, note_form: NoteForm | None = None
+    request: AuthedHttpRequest, lead: Lead, *, note_form: NoteForm | None = None
 ) -> HttpResponse:
     """The detail page; the note views show it again with their bound form on errors."""
     context = {"lead": lead, **notes_context(request, lead, kind="lead", note_form=note_form)}
@@ -35,7 +36,7 @@ def render_lead(
 @login_required
 @permission_required("crm_core.view_lead", raise_exception=True)
 @require_safe
-def lead_index(request: HttpRequest) -> HttpResponse:
+def lead_index(request: AuthedHttpRequest) -> HttpResponse:
     """Leads matching the search box and status filter, a page at a time."""
     form = LeadFilterForm(request.GET)
     search, status = form.search(), form.status_filter()
@@ -53,7 +54,7 @@ def lead_index(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("crm_core.view_lead", raise_exception=True)
 @require_safe
-def lead_show(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def lead_show(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """One lead: status, source, who it is about, who owns it, and notes."""
     return render_lead(request, get_lead_or_404(external_id))
 
@@ -61,7 +62,7 @@ def lead_show(request: HttpRequest, external_id: UUID) -> HttpResponse:
 @login_required
 @permission_required("crm_core.add_lead", raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def lead_create(request: HttpRequest) -> HttpResponse:
+def lead_create(request: AuthedHttpRequest) -> HttpResponse:
     """A new lead; its owner defaults to whoever creates it."""
     return _lead_form(request, Lead(owner=request.user))
 
@@ -69,7 +70,7 @@ def lead_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("crm_core.change_lead", raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def lead_edit(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def lead_edit(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Change a lead, e.g. move it to another status or owner."""
     return _lead_form(request, get_lead_or_404(external_id))
 
@@ -77,7 +78,7 @@ def lead_edit(request: HttpRequest, external_id: UUID) -> HttpResponse:
 @login_required
 @permission_required("crm_core.delete_lead", raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def lead_delete(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def lead_delete(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Ask on GET, delete on POST."""
     lead = get_lead_or_404(external_id)
     if request.method == "POST":
@@ -88,7 +89,7 @@ def lead_delete(request: HttpRequest, external_id: UUID) -> HttpResponse:
     return render(request, "core/confirm_delete.html", context)
 
 
-def _lead_form(request: HttpRequest, lead: Lead) -> HttpResponse:
+def _lead_form(request: AuthedHttpRequest, lead: Lead) -> HttpResponse:
     creating = lead.pk is None
     # Taken before binding: an invalid form still writes its values onto the instance.
     heading = "New lead" if creating else f"Edit {lead.title}"

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
@@ -15,6 +15,7 @@ from crm.core import selectors, services
 from crm.core.forms import NoteForm, OrganisationForm, SearchForm
 from crm.core.models import Organisation
 from crm.core.views.common import delete_context, notes_context, paginate
+from crm.typing import AuthedHttpRequest
 
 
 def get_organisation_or_404(external_id: UUID) -> Organisation:
@@ -25,7 +26,7 @@ def get_organisation_or_404(external_id: UUID) -> Organisation:
 
 
 def render_organisation(
-    request: HttpRequest, organisation: Organisation, *, note_form: NoteForm | None = None
+    request: AuthedHttpRequest, organisation: Organisation, *, note_form: NoteForm | None = None
 ) -> HttpResponse:
     """The detail page; the note views show it again with their bound form on errors."""
     user = request.user
@@ -49,7 +50,7 @@ def render_organisation(
 @login_required
 @permission_required("crm_core.view_organisation", raise_exception=True)
 @require_safe
-def organisation_index(request: HttpRequest) -> HttpResponse:
+def organisation_index(request: AuthedHttpRequest) -> HttpResponse:
     """Organisations matching the search box, a page at a time."""
     form = SearchForm(request.GET)
     search = form.search()
@@ -62,7 +63,7 @@ def organisation_index(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("crm_core.view_organisation", raise_exception=True)
 @require_safe
-def organisation_show(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def organisation_show(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """One organisation: its details, people, leads and notes."""
     return render_organisation(request, get_organisation_or_404(external_id))
 
@@ -70,7 +71,7 @@ def organisation_show(request: HttpRequest, external_id: UUID) -> HttpResponse:
 @login_required
 @permission_required("crm_core.add_organisation", raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def organisation_create(request: HttpRequest) -> HttpResponse:
+def organisation_create(request: AuthedHttpRequest) -> HttpResponse:
     """A new organisation, owned by whoever creates it."""
     return _organisation_form(request, Organisation(owner=request.user))
 
@@ -78,7 +79,7 @@ def organisation_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("crm_core.change_organisation", raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def organisation_edit(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def organisation_edit(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Change an organisation's name, website or description."""
     return _organisation_form(request, get_organisation_or_404(external_id))
 
@@ -86,7 +87,7 @@ def organisation_edit(request: HttpRequest, external_id: UUID) -> HttpResponse:
 @login_required
 @permission_required("crm_core.delete_organisation", raise_exception=True)
 @require_http_methods(["GET", "POST"])
-def organisation_delete(request: HttpRequest, external_id: UUID) -> HttpResponse:
+def organisation_delete(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Ask on GET, delete on POST."""
     organisation = get_organisation_or_404(external_id)
     if request.method == "POST":
@@ -102,7 +103,7 @@ def organisation_delete(request: HttpRequest, external_id: UUID) -> HttpResponse
     return render(request, "core/confirm_delete.html", context)
 
 
-def _organisation_form(request: HttpRequest, organisation: Organisation) -> HttpResponse:
+def _organisation_form(request: AuthedHttpRequest, organisation: Organisation) -> HttpResponse:
     creating = organisation.pk is None
     # Taken before binding: an invalid form still writes its values onto the instance.
     heading = "New organisation" if creating else f"Edit {organisation.name}"
