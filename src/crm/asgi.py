@@ -1,7 +1,7 @@
-"""ASGI entry point: Django for HTTP, the chat consumers for WebSockets.
+"""ASGI entry point: Django for HTTP, the chat sockets for WebSockets.
 
 Django is set up (``get_asgi_application``) before the WebSocket routes are
-imported, because the consumers import models.
+imported, because the sockets import models.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     # An open socket reads its rights again at least this often (seconds), besides
     # the revocation events that reach it within about a second of a change.
     "CRM_CHAT_SOCKET_RECHECK_SECONDS": 5.0,
+    # Threads per process for the sockets' database work on PostgreSQL, each holding
+    # one pooled connection (SQLite always uses one: it has one writer).
+    "CRM_CHAT_SOCKET_DB_THREADS": 4,
     # Abuse limits of the public widget API: action -> (requests, window seconds),
     # counted per visitor token and per client IP (IP limits are 4x the token's).
     "CRM_CHAT_RATE_LIMITS": {

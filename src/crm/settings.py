@@ -78,6 +78,8 @@ CRM_CHAT_RATE_LIMITS = _rate_limits()
 # (crm.chat.revocation); the default lives in crm.conf.
 if env_str("CRM_CHAT_SOCKET_RECHECK_SECONDS"):
     CRM_CHAT_SOCKET_RECHECK_SECONDS = env_int("CRM_CHAT_SOCKET_RECHECK_SECONDS", 0, minimum=1)
+if env_str("CRM_CHAT_SOCKET_DB_THREADS"):
+    CRM_CHAT_SOCKET_DB_THREADS = env_int("CRM_CHAT_SOCKET_DB_THREADS", 4, minimum=1)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -163,7 +165,9 @@ def _databases() -> dict:
         # thread, so persistent per-thread connections would multiply; a pool doesn't.
         config.setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
-            "max_size": env_int("CRM_DB_POOL_SIZE", 10, minimum=1),
+            # The sockets' database threads keep one connection each
+            # (CRM_CHAT_SOCKET_DB_THREADS); the rest serve requests and the worker.
+            "max_size": env_int("CRM_DB_POOL_SIZE", 16, minimum=1),
             "timeout": 10,
             # After a lost connection the pool retries with a doubling delay for up to
             # reconnect_timeout (psycopg's default: 5 minutes), so a 40 s database
@@ -188,25 +192,10 @@ if REDIS_URL:
             "KEY_PREFIX": CRM_TABLE_PREFIX,
         }
     }
-    # The pub/sub layer is ~3x cheaper per message than the core RedisChannelLayer
-    # and survives mass disconnects without stale group members (see PERF.md).
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{CRM_TABLE_PREFIX}asgi"},
-        }
-    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    # The default capacity (100 queued events per socket) silently drops events for an
-    # agent following a busy inbox; the socket would then depend on replays. The pub/sub
-    # layer above has no such cap; slow sockets are dropped by the consumers instead.
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": 10_000},
-        }
-    }
+# Realtime events travel through crm.chat.realtime.hub: in the process, and over
+# Redis pub/sub between processes when REDIS_URL is set. No Channels layer is used.
 
 # Background jobs (chat emails): rows in the database, run by `crm worker`.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}

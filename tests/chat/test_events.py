@@ -1,4 +1,8 @@
-"""Events reach the channel layer after commit, and never for a rolled-back write."""
+"""Events reach the hub after commit, and never for a rolled-back write.
+
+In one process they reach a listener directly; with Redis they also reach a hub
+that stands for another process (its own origin), which only Redis can feed.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,23 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.db import transaction
 
 from crm.chat import events
+from crm.chat.realtime import hub
+from crm.chat.realtime.hub import Hub
 from tests.chat.conftest import ChatWorld
+from tests.chat.hub_support import Listener
 
 
-async def _drain(layer, channel: str, *, idle: float = 0.3) -> list[dict]:
-    """Everything the channel receives until it stays quiet for ``idle`` seconds."""
-    received = []
-    while True:
-        try:
-            received.append(await asyncio.wait_for(layer.receive(channel), idle))
-        except TimeoutError:
-            return received
-
-
-async def _collect(world: ChatWorld, write, *, group: str | None = None) -> list[dict]:
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
+async def _collect(
+    world: ChatWorld, write, *, group: str | None = None, hub: Hub | None = None
+) -> list[dict]:
+    listener = Listener(hub)
     conv = await sync_to_async(world.conversation)()
-    await layer.group_add(group or events.conversation_group(conv.external_id), channel)
+    await listener.join(group or events.conversation_group(conv.external_id))
     await sync_to_async(write)(conv)
-    return [m["event"] for m in await _drain(layer, channel)]
+    return [m["event"] for m in await listener.drain()]
 
 
 def _send_two(world: ChatWorld):
@@ -67,7 +64,7 @@ def _assert_message_events(received: list[dict]) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-class InMemoryLayerEventTests:
+class LocalHubEventTests:
     async def test_it_publishes_each_write_after_commit(self, tworld: ChatWorld):
         _assert_message_events(await _collect(tworld, _send_two(tworld)))
 
@@ -81,19 +78,19 @@ class InMemoryLayerEventTests:
 
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
-class RedisLayerEventTests:
-    @pytest.fixture(autouse=True)
-    def _redis_layer(self, settings, redis_url: str) -> None:
-        settings.CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": [redis_url], "prefix": "crm-test-events"},
-            }
-        }
+class RedisHubEventTests:
+    @pytest.fixture
+    async def other_process(self, settings, redis_url: str):
+        """A hub of "another process": only what goes through Redis reaches it."""
+        settings.REDIS_URL = redis_url
+        other = Hub(asyncio.get_running_loop(), redis_url, origin=b"0" * len(hub.ORIGIN))
+        yield other
+        await other.aclose()
 
-    async def test_it_publishes_each_write_after_commit(self, tworld: ChatWorld):
-        assert "Redis" in type(get_channel_layer()).__name__
-        _assert_message_events(await _collect(tworld, _send_two(tworld)))
+    async def test_it_publishes_each_write_after_commit(self, tworld: ChatWorld, other_process):
+        _assert_message_events(await _collect(tworld, _send_two(tworld), hub=other_process))
 
-    async def test_it_publishes_nothing_for_a_rolled_back_write(self, tworld: ChatWorld):
-        assert await _collect(tworld, _rolled_back(tworld)) == []
+    async def test_it_publishes_nothing_for_a_rolled_back_write(
+        self, tworld: ChatWorld, other_process
+    ):
+        assert await _collect(tworld, _rolled_back(tworld), hub=other_process) == []

@@ -22,7 +22,7 @@ def _settings_in_subprocess(tmp_path: Path, **env: str) -> dict:
         "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']),"
         " 'options': {k: str(v) for k, v in db.get('OPTIONS', {}).items()},"
         " 'cache': s.CACHES['default']['BACKEND'],"
-        " 'layer': s.CHANNEL_LAYERS['default']['BACKEND'], 'debug': s.DEBUG,"
+        " 'redis': s.REDIS_URL, 'debug': s.DEBUG,"
         " 'prefix': s.CRM_TABLE_PREFIX, 'modules': s.CRM_MODULES, 'secret': s.SECRET_KEY}))"
     )
     base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
@@ -35,14 +35,14 @@ def _settings_in_subprocess(tmp_path: Path, **env: str) -> dict:
     return json.loads(out.stdout)
 
 
-def test_it_defaults_to_sqlite_with_wal_and_in_memory_layer(tmp_path: Path) -> None:
+def test_it_defaults_to_sqlite_with_wal_and_in_process_events(tmp_path: Path) -> None:
     s = _settings_in_subprocess(tmp_path)
     assert s["engine"] == "django.db.backends.sqlite3"
     assert s["name"] == str(tmp_path / "crm.sqlite3")
     assert "journal_mode=WAL" in s["options"]["init_command"]
     assert s["options"]["timeout"] == "20"
     assert s["cache"].endswith("LocMemCache")
-    assert s["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert not s["redis"]  # the realtime hub stays inside the process
     assert s["debug"] is False
     assert s["prefix"] == "crm_"
     assert s["modules"] == ["chat"]
@@ -66,7 +66,7 @@ def test_it_reads_a_postgres_url(tmp_path: Path) -> None:
 def test_it_uses_redis_when_configured(tmp_path: Path) -> None:
     s = _settings_in_subprocess(tmp_path, REDIS_URL="redis://127.0.0.1:6379/3")
     assert s["cache"] == "django.core.cache.backends.redis.RedisCache"
-    assert s["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert s["redis"] == "redis://127.0.0.1:6379/3"  # the realtime hub's pub/sub too
 
 
 def test_it_reads_email_settings(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from typing import cast
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError
@@ -22,7 +21,7 @@ from ninja.security import APIKeyHeader
 
 from crm.chat import presence, ratelimit, selectors
 from crm.chat.errors import error_response
-from crm.chat.events import ConversationStatus, MessagePayload
+from crm.chat.events import ConversationStatus
 from crm.chat.models import (
     ChatConversation,
     ChatVisitor,
@@ -31,7 +30,7 @@ from crm.chat.models import (
     max_body_length,
 )
 from crm.chat.origins import WidgetHttpRequest
-from crm.chat.payloads import message_payloads
+from crm.chat.payloads import MessageJSON, message_payloads
 from crm.chat.schemas import (
     ConversationOut,
     CountOut,
@@ -51,6 +50,7 @@ from crm.chat.schemas import (
     WidgetOut,
 )
 from crm.chat.services import ChatError, InvalidToken, NotAllowed, chat_service
+from crm.core.writes import write_transaction
 
 TOKEN_HEADER = "X-Chat-Visitor-Token"
 
@@ -201,7 +201,7 @@ def _conversation_out(conv: ChatConversation) -> ConversationOut:
     )
 
 
-def _messages(conv: ChatConversation, since: int = 0, limit: int = 500) -> list[MessagePayload]:
+def _messages(conv: ChatConversation, since: int = 0, limit: int = 500) -> list[MessageJSON]:
     rows = selectors.messages_since(
         conversation=conv, since=since, include_internal=False, limit=limit
     )
@@ -254,7 +254,7 @@ def identify(request: ApiRequest, public_key: str, payload: IdentifyIn) -> Statu
     page = payload.page or PageIn()
     # One transaction: a refused page (bad URL, other site, rate limit) must not leave
     # behind a new visitor whose token the caller never received.
-    with transaction.atomic():
+    with write_transaction():
         visitor, new_token = chat_service.identify_visitor(
             widget=widget,
             token=token,

@@ -10,9 +10,10 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from crm.chat import revocation
+        from crm.chat import revocation, widget_settings
 
         revocation.connect_signals()
+        widget_settings.connect_signals()
 
     def load_demo(self) -> list[str]:
         """``crm demo`` hook: the demo widget and a few conversations (lines to print)."""

@@ -2,7 +2,8 @@
 
 Every change a client must see is one pydantic model here. Services build the
 event next to the write and hand it to ``publish_on_commit``: a rolled-back write
-therefore never produces an event (Zulip's ``send_event_on_commit``).
+therefore never produces an event (Zulip's ``send_event_on_commit``). Events go to
+sockets through the hub (``crm.chat.realtime.hub``).
 """
 
 from __future__ import annotations
@@ -12,21 +13,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 from pydantic import BaseModel, ConfigDict
+
+from crm.chat.realtime import hub
+
+if TYPE_CHECKING:
+    from crm.chat.payloads import MessageJSON
 
 logger = logging.getLogger(__name__)
 
 INBOX_GROUP = "crm-chat-inbox"
 # Visitor sockets listen here for "an agent came online" and re-check their widget.
 PRESENCE_GROUP = "crm-chat-presence"
-# Message type consumers handle: Channels maps "chat.event" to ``chat_event``.
-LAYER_MESSAGE_TYPE = "chat.event"
+# The hub message type sockets handle: "chat.event" goes to ``chat_event``.
+HUB_MESSAGE_TYPE = "chat.event"
 
 
 def conversation_group(conversation_external_id: UUID | str) -> str:
@@ -107,37 +111,63 @@ class Typing(_Event):
 ChatEvent = MessageCreated | StatusChanged | Assigned | ReadReceipt | ConversationOpened | Typing
 
 
-async def send_now_async(groups: list[str], event: ChatEvent) -> None:
-    """Send an event to groups right away (typing, which is not stored)."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    payload = {"type": LAYER_MESSAGE_TYPE, "event": event.model_dump(mode="json")}
-    for group in groups:
-        try:
-            await layer.group_send(group, payload)
-        except Exception:
-            # Realtime is best effort: clients resume from the database by seq, so a
-            # layer outage must never fail the write that already committed.
-            logger.exception("could not publish %s to %s", event.type, group)
+# What travels to sockets: a JSON-ready dict with the event's ``type``. Message
+# events are built as dicts directly (``message_event``): they are the hot path;
+# the rarer ones are validated through their model first.
+EventJSON = dict[str, Any]
 
 
-def send_now(groups: list[str], event: ChatEvent) -> None:
-    async_to_sync(send_now_async)(groups, event)
+def as_json(event: ChatEvent | EventJSON) -> EventJSON:
+    return event if isinstance(event, dict) else event.model_dump(mode="json")
 
 
-# Set by a WebSocket consumer around its database work: committed events are handed
-# back to the consumer's event loop instead of each taking an async_to_sync hop out
-# of the worker thread (about a millisecond per message; see bench/PROFILE.md).
-_collector: ContextVar[list[tuple[list[str], ChatEvent]] | None] = ContextVar(
-    "crm_chat_event_collector", default=None
-)
+_MODELS: dict[str, type[ChatEvent]] = {
+    model.model_fields["type"].default: model  # type: ignore[misc]
+    for model in (MessageCreated, StatusChanged, Assigned, ReadReceipt, ConversationOpened, Typing)
+}
+
+
+def as_model(event: ChatEvent | EventJSON) -> ChatEvent:
+    """The event as its model: a JSON-ready dict is validated against its schema."""
+    if isinstance(event, dict):
+        return _MODELS[event["type"]].model_validate(event)
+    return event
+
+
+def message_event(conversation: UUID, payload: MessageJSON) -> EventJSON:
+    """``MessageCreated`` as sent, from a payload already built for the ack."""
+    return {
+        "type": "message",
+        "conversation": str(conversation),
+        "seq": payload["seq"],
+        "message": payload,
+    }
+
+
+def _hub_message(event: ChatEvent | EventJSON) -> dict[str, Any]:
+    return {"type": HUB_MESSAGE_TYPE, "event": as_json(event)}
+
+
+async def send_now_async(groups: list[str], event: ChatEvent | EventJSON) -> None:
+    """Send an event to groups right away, from the event loop."""
+    await hub.get_hub().publish(groups, _hub_message(event))
+
+
+def send_now(groups: list[str], event: ChatEvent | EventJSON) -> None:
+    """Send an event to groups right away, from a thread (a view, a signal receiver)."""
+    hub.publish_from_thread(groups, _hub_message(event))
+
+
+# Set by a socket around its database work: committed events are handed back to
+# the socket's event loop, which publishes them before answering the client.
+Pending = list[tuple[list[str], ChatEvent | EventJSON]]
+_collector: ContextVar[Pending | None] = ContextVar("crm_chat_event_collector", default=None)
 
 
 @contextmanager
-def collected() -> Iterator[list[tuple[list[str], ChatEvent]]]:
+def collected() -> Iterator[Pending]:
     """Collect the events committed inside this context; the caller sends them."""
-    pending: list[tuple[list[str], ChatEvent]] = []
+    pending: Pending = []
     token = _collector.set(pending)
     try:
         yield pending
@@ -145,9 +175,10 @@ def collected() -> Iterator[list[tuple[list[str], ChatEvent]]]:
         _collector.reset(token)
 
 
-def publish_on_commit(event: ChatEvent, *, inbox: bool = True) -> None:
+def publish_on_commit(event: ChatEvent | EventJSON, *, inbox: bool = True) -> None:
     """Publish to the conversation's group (and the agents' inbox) once committed."""
-    groups = [conversation_group(event.conversation)]
+    conversation = event["conversation"] if isinstance(event, dict) else event.conversation
+    groups = [conversation_group(conversation)]
     if inbox:
         groups.append(INBOX_GROUP)
     pending = _collector.get()

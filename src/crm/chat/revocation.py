@@ -4,7 +4,7 @@ A socket is authorised once, when it connects, but it may stay open for hours.
 Whatever that authorisation rested on can change meanwhile: the agent logs out,
 is deactivated, loses a permission, a group or a team; a chat is reassigned or
 deleted; a widget is deactivated, deleted or gets a new key. Each such change
-sends a *recheck* through the channel layer (so it reaches sockets on every
+sends a *recheck* through the hub (so it reaches sockets on every
 worker, within about a second) to the sockets it may concern:
 
 - ``user_group(pk)``: every socket of one agent (their rights changed);
@@ -33,8 +33,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model, user_logged_out
 from django.contrib.auth.models import Group
 from django.db import transaction
@@ -42,11 +40,12 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.http import HttpRequest
 
 from crm.chat import events
+from crm.chat.realtime import hub
 
 logger = logging.getLogger(__name__)
 
-# Channels maps the layer message type "chat.recheck" to a consumer's ``chat_recheck``.
-LAYER_MESSAGE_TYPE = "chat.recheck"
+# The hub message type "chat.recheck" goes to a socket's ``chat_recheck``.
+HUB_MESSAGE_TYPE = "chat.recheck"
 
 
 def user_group(user_pk: int) -> str:
@@ -69,16 +68,10 @@ def send_recheck(groups: Iterable[str], *, reason: str, ended: bool = False) -> 
     ``ended`` says the right is gone whatever the database says (a logout: the
     session row is deleted only after the signal that triggers this).
     """
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    message = {"type": LAYER_MESSAGE_TYPE, "reason": reason, "ended": ended}
-    for group in groups:
-        try:
-            async_to_sync(layer.group_send)(group, message)
-        except Exception:
-            # Best effort: the periodic re-check still ends the access a few seconds later.
-            logger.exception("could not send a recheck (%s) to %s", reason, group)
+    # Best effort (a Redis outage is logged by the hub): the periodic re-check still
+    # ends the access a few seconds later.
+    message = {"type": HUB_MESSAGE_TYPE, "reason": reason, "ended": ended}
+    hub.publish_from_thread(list(groups), message)
 
 
 def recheck_on_commit(groups: Iterable[str], *, reason: str, ended: bool = False) -> None:

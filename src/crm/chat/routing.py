@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, cast
 from channels.auth import AuthMiddlewareStack
 from django.urls import re_path
 
-from crm.chat.realtime import AgentConsumer, VisitorConsumer
+from crm.chat.realtime.agent import AgentSocket
+from crm.chat.realtime.visitor import VisitorSocket
 
 if TYPE_CHECKING:
     from channels.routing import URLRouter, _ExtendedURLPattern
@@ -24,7 +25,7 @@ def socket_path(route: str, app: _ChannelApplication) -> _ExtendedURLPattern:
 
 
 websocket_urlpatterns: list[_ExtendedURLPattern | URLRouter] = [
-    socket_path(r"^p/chat/(?P<public_key>[A-Za-z0-9_-]{1,128})/ws$", VisitorConsumer.as_asgi()),
+    socket_path(r"^p/chat/(?P<public_key>[A-Za-z0-9_-]{1,128})/ws$", VisitorSocket.as_asgi()),
     # Only the agent socket reads the session cookie; the visitor socket never does.
-    socket_path(r"^crm/chat/ws$", AuthMiddlewareStack(AgentConsumer.as_asgi())),
+    socket_path(r"^crm/chat/ws$", AuthMiddlewareStack(AgentSocket.as_asgi())),
 ]

@@ -19,12 +19,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from crm.core.models import Email, Lead, Note, Organisation, Person, Phone, Team
 from crm.core.roles import ADMIN, OWNER, ROLES
 from crm.core.selectors import note_parent_field
+from crm.core.writes import write_transaction
 
 M = TypeVar("M", bound=models.Model)
 
@@ -56,7 +57,7 @@ def create_agent(
             user.full_clean(exclude=["password"])
         except ValidationError as exc:
             raise AgentError(" ".join(exc.messages)) from exc
-    with transaction.atomic():
+    with write_transaction():
         user.is_staff = role in (OWNER, ADMIN)
         user.is_superuser = role == OWNER
         user.set_password(password)
@@ -121,7 +122,7 @@ def update_person(
 
 def delete_person(*, person: Person) -> None:
     """Delete a person with their emails, phones and notes; their leads stay, unlinked."""
-    with transaction.atomic():
+    with write_transaction():
         person.delete()
 
 
@@ -136,7 +137,7 @@ def _save_person(
         row.full_clean(exclude=["person"])
     one_primary(_primaries(person, emails, removed, Email))
     one_primary(_primaries(person, phones, removed, Phone))
-    with transaction.atomic():
+    with write_transaction():
         person.save()
         for row in removed:
             row.delete()
@@ -183,7 +184,7 @@ def update_organisation(*, organisation: Organisation, data: Mapping[str, Any]) 
 
 def delete_organisation(*, organisation: Organisation) -> None:
     """Delete an organisation and its notes; its people and leads stay, unlinked."""
-    with transaction.atomic():
+    with write_transaction():
         organisation.delete()
 
 
@@ -222,7 +223,7 @@ def update_lead(*, lead: Lead, data: Mapping[str, Any]) -> Lead:
 
 def delete_lead(*, lead: Lead) -> None:
     """Delete a lead and its notes."""
-    with transaction.atomic():
+    with write_transaction():
         lead.delete()
 
 
@@ -238,12 +239,12 @@ def create_note(
 
 
 def delete_note(*, note: Note) -> None:
-    with transaction.atomic():
+    with write_transaction():
         note.delete()
 
 
 def _save(instance: M) -> M:
     instance.full_clean()
-    with transaction.atomic():
+    with write_transaction():
         instance.save()
     return instance

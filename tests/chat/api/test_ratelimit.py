@@ -5,6 +5,7 @@ Windows are an hour long so a test never straddles a fixed-window boundary.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -311,3 +312,48 @@ def test_the_refusal_survives_context_managers_on_its_way_up() -> None:
     with pytest.raises(ratelimit.Limited) as caught, around():
         raise ratelimit.Limited("send_message", 7)
     assert caught.value.retry_after == 7
+
+
+@pytest.mark.redis
+class RedisCounterTests:
+    """On Redis both counters of a check share one round trip; the limits hold the same."""
+
+    @pytest.fixture(autouse=True)
+    def _redis_cache(self, settings, redis_url: str):  # type: ignore[no-untyped-def]
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": redis_url,
+                "KEY_PREFIX": f"rl-test-{uuid.uuid4().hex}",
+            }
+        }
+        yield
+        from django.core.cache import cache
+
+        cache.clear()
+
+    def test_the_token_limit_refuses_the_hit_over_it(self, settings) -> None:
+        settings.CRM_CHAT_RATE_LIMITS = rate_limits(send_message=(3, HOUR))
+        for _ in range(3):
+            ratelimit.check("send_message", ip="203.0.113.9", token_key="t1")
+        with pytest.raises(ratelimit.Limited) as caught:
+            ratelimit.check("send_message", ip="203.0.113.9", token_key="t1")
+        assert 1 <= caught.value.retry_after <= HOUR
+        # Another token on the same address still has room (the IP allows 4x).
+        ratelimit.check("send_message", ip="203.0.113.9", token_key="t2")
+
+    def test_the_address_limit_covers_every_token_on_it(self, settings) -> None:
+        settings.CRM_CHAT_RATE_LIMITS = rate_limits(send_message=(1, HOUR))
+        for i in range(ratelimit.IP_FACTOR):
+            ratelimit.check("send_message", ip="203.0.113.7", token_key=f"t{i}")
+        with pytest.raises(ratelimit.Limited):
+            ratelimit.check("send_message", ip="203.0.113.7", token_key="fresh")
+
+    def test_the_counters_live_in_the_django_cache(self, settings) -> None:
+        from django.core.cache import cache
+
+        settings.CRM_CHAT_RATE_LIMITS = rate_limits(send_message=(2, HOUR))
+        ratelimit.check("send_message", ip=None, token_key="t9")
+        ratelimit.check("send_message", ip=None, token_key="t9")
+        cache.clear()  # what tests and operators use to reset limits
+        ratelimit.check("send_message", ip=None, token_key="t9")

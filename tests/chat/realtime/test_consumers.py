@@ -289,12 +289,4 @@ class AgentSocketTests:
         await agent.disconnect()
 
 
-@pytest.fixture(autouse=True)
-def _fresh_layer() -> None:
-    """Each test gets an empty in-memory layer (groups don't leak between tests)."""
-    from channels.layers import channel_layers
-
-    channel_layers.backends.clear()
-
-
 _ = asyncio

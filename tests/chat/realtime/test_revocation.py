@@ -26,8 +26,6 @@ from typing import Any
 
 import pytest
 import websockets
-from channels.layers import channel_layers
-from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
@@ -77,18 +75,11 @@ def two_workers(transactional_db, redis_url, settings) -> Iterator[Stage]:  # ty
     cluster = Cluster(redis_url)
     cluster.env["CRM_CHAT_SOCKET_RECHECK_SECONDS"] = str(NO_PERIODIC_RECHECK)
     # This process publishes on the workers' Redis: it is the third machine.
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_url], "prefix": f"{django_settings.CRM_TABLE_PREFIX}asgi"},
-        }
-    }
-    channel_layers.backends.clear()
+    settings.REDIS_URL = redis_url
     try:
         yield Stage([cluster.start(), cluster.start()], lambda fn: fn())  # run in_thread
     finally:
         cluster.stop()
-        channel_layers.backends.clear()
 
 
 @pytest.fixture(params=["one_worker", pytest.param("two_workers", marks=[pytest.mark.postgres])])

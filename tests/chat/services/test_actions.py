@@ -41,9 +41,12 @@ def published(
         with django_capture_on_commit_callbacks(execute=True), events.collected() as pending:
             yield out
         for groups, event in pending:
-            # Round-trip now, so an unserialisable payload fails here and not on a socket.
-            type(event).model_validate_json(event.model_dump_json())
-            out.events.append((groups, event))
+            # Round-trip now, so an unserialisable payload fails here and not on a
+            # socket; an event built as a dict must be exactly its schema's dump.
+            model = events.as_model(event)
+            type(model).model_validate_json(model.model_dump_json())
+            assert events.as_json(model) == events.as_json(event)
+            out.events.append((groups, model))
 
     return capture
 

@@ -1,19 +1,16 @@
 """Widget writes that can narrow who may use a widget tell its open sockets to look again.
 
-The socket side (what a recheck does) is tested with the consumers; here a plain
-channel joins the widget's revocation group on the channel layer, as a visitor
-socket does, and must receive one ``chat.recheck`` per narrowing write, after commit.
+The socket side (what a recheck does) is tested with the sockets; here a listener
+joins the widget's revocation group on the hub, as a visitor socket does, and must
+receive one ``chat.recheck`` per narrowing write, after commit.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.db import transaction
 
 from crm.chat import events, revocation
@@ -21,28 +18,18 @@ from crm.chat.models import ChatWidget
 from crm.chat.services import NotAllowed
 from crm.core.models import Team
 from tests.chat.conftest import ChatWorld
+from tests.chat.hub_support import Listener
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def _drain(layer: Any, channel: str, *, idle: float = 0.3) -> list[dict]:
-    """Everything the channel receives until it stays quiet for ``idle`` seconds."""
-    received = []
-    while True:
-        try:
-            received.append(await asyncio.wait_for(layer.receive(channel), idle))
-        except TimeoutError:
-            return received
 
 
 async def _rechecks(
     widget: ChatWidget, write: Callable[[], object], *, group: str | None = None
 ) -> list[dict]:
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(group or revocation.widget_group(widget.pk), channel)
+    listener = Listener()
+    await listener.join(group or revocation.widget_group(widget.pk))
     await sync_to_async(write)()
-    return await _drain(layer, channel)
+    return await listener.drain()
 
 
 def _assert_one_recheck(received: list[dict], reason: str) -> None:

@@ -1,7 +1,9 @@
-"""The socket hot path: WebSocket consumers of visitors and agents.
+"""The socket hot path: the WebSockets of visitors and agents.
 
-- ``db``: the database hop every consumer uses (one kept connection, events sent
-  from the event loop);
+- ``socket``: a lean ASGI WebSocket handler (frames and hub events one at a time);
+- ``hub``: groups of sockets, in the process and across processes over Redis;
+- ``db``: the database hop every socket uses (threads of its own, a kept
+  connection, events sent from the event loop);
 - ``stream``: what both sockets share: the delivery guarantee (replay + forward),
   error frames, and rights that are read again (``crm.chat.revocation``);
 - ``visitor``: ``/p/chat/<key>/ws``, one visitor and one conversation of theirs;
@@ -16,8 +18,3 @@ Close codes: 4400 bad frame, 4401 bad or missing token or session ended, 4403
 forbidden (origin or permission), 4404 unknown widget or conversation or module
 disabled, 4408 no auth frame in time.
 """
-
-from crm.chat.realtime.agent import AgentConsumer
-from crm.chat.realtime.visitor import VisitorConsumer
-
-__all__ = ["AgentConsumer", "VisitorConsumer"]

@@ -12,6 +12,8 @@ from django.core.exceptions import ValidationError
 
 from crm.chat import events, presence, revocation, rights, selectors
 from crm.chat.models import ChatConversation
+from crm.chat.payloads import MessageJSON
+from crm.chat.realtime import hub
 from crm.chat.realtime.db import in_db
 from crm.chat.realtime.stream import (
     ChatSocket,
@@ -28,10 +30,11 @@ from crm.typing import logged_in
 logger = logging.getLogger(__name__)
 
 
-class AgentConsumer(ChatSocket):
+class AgentSocket(ChatSocket):
     """``/crm/chat/ws``: a logged-in agent's live inbox and open conversations."""
 
     sees_internal = True
+    frame_types = frozenset({"subscribe", "unsubscribe", "send", "read", "typing", "ping"})
     # The logged-in agent; ``None`` for an anonymous socket, which is refused.
     user: User | None = None
 
@@ -62,12 +65,12 @@ class AgentConsumer(ChatSocket):
             await self.refuse(4403, "origin_not_allowed", "Agent sockets are same-origin only.")
             return
         self.can_reply = await in_db(self.user.has_perm, "crm_chat.reply_chat")
-        await self.channel_layer.group_add(events.INBOX_GROUP, self.channel_name)
+        await self.join(events.INBOX_GROUP)
         for group in self._revocation_groups():
-            await self.channel_layer.group_add(group, self.channel_name)
+            await self.join(group)
         self.start_rechecks()
         await in_db(presence.mark_agent_online, self.user.pk)
-        await self.channel_layer.group_send(events.PRESENCE_GROUP, {"type": "chat.presence"})
+        await hub.get_hub().publish([events.PRESENCE_GROUP], {"type": "chat.presence"})
         await self.send_json({"type": "ready", "agent_id": self.user.pk})
 
     def _revocation_groups(self) -> list[str]:
@@ -78,10 +81,9 @@ class AgentConsumer(ChatSocket):
 
     async def disconnect(self, code: int) -> None:
         self.stop_rechecks()
-        if self.user is not None:
-            await self.channel_layer.group_discard(events.INBOX_GROUP, self.channel_name)
-            for group in self._revocation_groups():
-                await self.channel_layer.group_discard(group, self.channel_name)
+
+    def followed(self) -> list[ChatConversation]:
+        return list(self.focused.values())
 
     def _fresh_agent(self) -> User:
         """The agent as the database says now; raises ``Revoked`` if they lost chat."""
@@ -185,15 +187,14 @@ class AgentConsumer(ChatSocket):
         await self.send_json({"type": "ack", "client_id": client_id, "seq": payload["seq"],
                               "conversation": str(conv.external_id), "message": payload})  # fmt: skip
 
-    def _send(self, conv: ChatConversation, body: Any, client_id: Any) -> dict:
+    def _send(self, conv: ChatConversation, body: Any, client_id: Any) -> MessageJSON:
         result = chat_service.send_agent_message(
             conversation=conv,
             agent=self.agent,
             body=body,
             client_id=client_id if isinstance(client_id, str) else None,
         )
-        payload = result.payload
-        return payload.model_dump(mode="json")
+        return result.payload
 
     async def on_read(self, content: dict) -> None:
         conv = await self._conversation(content, fresh=True)

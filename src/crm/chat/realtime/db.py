@@ -1,24 +1,58 @@
-"""The database hop of the sockets: run ORM work off the event loop, keep its connection."""
+"""The database hop of the sockets: ORM work off the event loop, on threads of their own.
+
+Sockets do not use asgiref's shared sync thread. Django runs every synchronous
+view of the process in that one thread, so a socket's send or access check used
+to queue behind whatever HTTP requests were running: under a busy site a
+visitor's message reached an agent on another worker seconds later
+(bench/PROFILE.md). Socket hops run on their own executor instead:
+
+- PostgreSQL: ``CRM_CHAT_SOCKET_DB_THREADS`` threads, each keeping one pooled
+  connection, so one worker writes several conversations at once; the
+  conversation's row lock serialises what must be serialised.
+- SQLite: one thread, since SQLite has one writer anyway; it queues with the HTTP
+  writers of the process in ``crm.core.writes`` instead of SQLite's busy timeout.
+
+A hop keeps its thread's connection between messages (Channels'
+``database_sync_to_async`` closed it around every hop: ~0.9 ms per message on
+SQLite) and closes it only when it failed, e.g. after a database restart; the
+next hop on that thread reconnects.
+"""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import SyncToAsync
-from django.db import connections
+from django.db import connection, connections
 
 from crm.chat import events
+from crm.conf import crm_settings
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def socket_db_threads() -> int:
+    """How many threads the sockets' database work runs on in this process."""
+    if connection.vendor == "sqlite":
+        return 1
+    return int(crm_settings.CRM_CHAT_SOCKET_DB_THREADS)
+
+
+def socket_db_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=socket_db_threads(), thread_name_prefix="crm-chat-db"
+            )
+        return _executor
 
 
 class _SocketDbHop(SyncToAsync):
-    """Run a consumer's database work in the shared sync thread, keeping its connection.
-
-    Channels' ``database_sync_to_async`` closes the connection around every hop (with
-    ``CONN_MAX_AGE = 0``), so each chat message opened a fresh one: ~0.9 ms on SQLite
-    (see bench/PROFILE.md). Consumers' hops all run in asgiref's single shared thread,
-    so that thread keeps one connection (a pooled one on PostgreSQL) and closes it
-    only when it has failed, e.g. after a database restart; the next hop reconnects.
-    """
+    """``SyncToAsync`` on the sockets' executor that keeps its thread's connection."""
 
     def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -30,12 +64,12 @@ class _SocketDbHop(SyncToAsync):
 
 
 def database_sync_to_async(func: Any) -> Any:
-    """``sync_to_async`` for consumers (thread-sensitive; the connection is kept)."""
-    return _SocketDbHop(func, thread_sensitive=True)
+    """``sync_to_async`` for sockets: their own threads, the connection kept."""
+    return _SocketDbHop(func, thread_sensitive=False, executor=socket_db_executor())
 
 
 async def in_db(func: Any, /, *args: Any, **kwargs: Any) -> Any:
-    """Run ``func`` in the database thread; send the events it committed from here."""
+    """Run ``func`` on a socket database thread; send the events it committed from here."""
     with events.collected() as pending:
         try:
             return await database_sync_to_async(func)(*args, **kwargs)

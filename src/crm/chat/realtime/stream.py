@@ -7,8 +7,10 @@ repeats by seq. It holds because a socket joins the conversation's live group
 whatever commits in between is in the replay, the live stream, or both. A live
 event that skips ahead (another worker's commit arrived first, or the broker lost
 one) triggers a replay from what this socket was already sent, which fills the
-hole in order; events at or below that point are dropped. Sends are idempotent
-by ``client_id`` and acknowledged with the stored seq.
+hole in order; events at or below that point are dropped. When the hub's Redis
+subscription was lost and re-established, every socket replays from what it was
+sent (``chat.resync``), which catches the events published meanwhile. Sends are
+idempotent by ``client_id`` and acknowledged with the stored seq.
 
 Rights are not a connect-time snapshot (``crm.chat.revocation``): a socket reads
 them again when a revocation event reaches it, before every write, and every
@@ -25,23 +27,18 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.exceptions import ValidationError
 
 from crm.chat import selectors
 from crm.chat.models import ChatConversation
-from crm.chat.payloads import message_payloads
+from crm.chat.payloads import MessageJSON, message_payloads
 from crm.chat.realtime.db import in_db
+from crm.chat.realtime.socket import StopSocket, WebSocketHandler
 from crm.conf import crm_settings, public_url
 
 logger = logging.getLogger(__name__)
 
 REPLAY_LIMIT = 1000
-# A client that doesn't read for this long is dropped; it reconnects and resumes by
-# seq. This bounds what piles up for one slow socket in memory (the layer's queue
-# and the transport buffer) to a few seconds of traffic.
-SEND_TIMEOUT = 10
 
 
 def header(scope: Mapping[str, Any], name: bytes) -> str | None:
@@ -82,10 +79,9 @@ def error_text(exc: Exception) -> str:
     return getattr(exc, "message", str(exc))
 
 
-class ChatSocket(AsyncJsonWebsocketConsumer):
-    """Shared plumbing: error frames, event forwarding, replay."""
+class ChatSocket(WebSocketHandler):
+    """Shared plumbing: refusal, rights read again, event forwarding, replay."""
 
-    groups: list[str] = []
     sees_internal = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -94,17 +90,7 @@ class ChatSocket(AsyncJsonWebsocketConsumer):
         self.delivered: dict[str, int] = {}
         # Set once the server refused the socket: nothing more is read or forwarded.
         self.refused = False
-        self.recheck_task: asyncio.Task | None = None
-
-    async def send_json(self, content: Any, close: bool = False) -> None:
-        try:
-            await asyncio.wait_for(super().send_json(content, close), SEND_TIMEOUT)
-        except TimeoutError:
-            logger.warning("dropping a chat socket that stopped reading: %s", self.scope["path"])
-            raise StopConsumer() from None
-
-    async def send_error(self, code: str, message: str, **extra: Any) -> None:
-        await self.send_json({"type": "error", "code": code, "message": message, **extra})
+        self.recheck_timer: asyncio.TimerHandle | None = None
 
     async def refuse(self, close_code: int, code: str, message: str) -> None:
         if self.refused:
@@ -124,36 +110,54 @@ class ChatSocket(AsyncJsonWebsocketConsumer):
         """
         raise NotImplementedError
 
-    async def chat_recheck(self, message: dict) -> None:
-        """A revocation event (``crm.chat.revocation``) reached this socket."""
-        if not self.refused:
+    async def chat_recheck(self, message: Mapping[str, Any]) -> None:
+        """A revocation event (``crm.chat.revocation``) or the periodic tick reached
+        this socket; handled in turn with frames and events, never concurrently."""
+        if self.refused:
+            return
+        try:
             await self.recheck(ended=bool(message.get("ended")))
+        except StopSocket:
+            raise
+        except Exception:
+            # A database outage must not end the socket (nor widen access: the
+            # next write re-checks too, and fails while the database is down).
+            logger.exception("socket recheck failed: %s", self.scope.get("path"))
 
     def start_rechecks(self) -> None:
-        """Re-check periodically: the second line when a revocation event is lost."""
-        if self.recheck_task is None:
-            self.recheck_task = asyncio.ensure_future(self._recheck_periodically())
+        """Re-check periodically: the second line when a revocation event is lost.
 
-    async def _recheck_periodically(self) -> None:
-        interval = float(crm_settings.CRM_CHAT_SOCKET_RECHECK_SECONDS)
-        # Jittered, so sockets opened together don't all query at the same instant.
-        await asyncio.sleep(interval * random.uniform(0.5, 1.0))
-        while not self.refused:
-            try:
-                if not await self.recheck():
-                    return
-            except StopConsumer:
-                return
-            except Exception:
-                # A database outage must not end the loop (nor widen access: the
-                # next write re-checks too, and fails while the database is down).
-                logger.exception("socket recheck failed: %s", self.scope.get("path"))
-            await asyncio.sleep(interval)
+        A timer, not a task per socket: each tick queues a ``chat.recheck`` like a
+        revocation event would, so it runs in turn with the socket's frames.
+        """
+        if self.recheck_timer is None:
+            interval = float(crm_settings.CRM_CHAT_SOCKET_RECHECK_SECONDS)
+            # Jittered, so sockets opened together don't all query at the same instant.
+            self._schedule_recheck(interval * random.uniform(0.5, 1.0))
+
+    def _schedule_recheck(self, delay: float) -> None:
+        self.recheck_timer = asyncio.get_running_loop().call_later(delay, self._recheck_tick)
+
+    def _recheck_tick(self) -> None:
+        if self.refused or self.closed:
+            return
+        self.deliver({"type": "chat.recheck", "reason": "periodic"})
+        self._schedule_recheck(float(crm_settings.CRM_CHAT_SOCKET_RECHECK_SECONDS))
 
     def stop_rechecks(self) -> None:
-        if self.recheck_task is not None:
-            self.recheck_task.cancel()
-            self.recheck_task = None
+        if self.recheck_timer is not None:
+            self.recheck_timer.cancel()
+            self.recheck_timer = None
+
+    def followed(self) -> list[ChatConversation]:
+        """The conversations whose messages this socket forwards by seq."""
+        return []
+
+    async def chat_resync(self, message: Mapping[str, Any]) -> None:
+        """The hub lost its Redis subscription for a while: catch up from the database."""
+        for conversation in self.followed():
+            since = self.delivered.get(str(conversation.external_id), 0)
+            await self.replay(conversation, since, internal=self.sees_internal)
 
     async def refuse_revoked(self, exc: Revoked) -> None:
         await self.refuse(exc.close_code, exc.code, exc.message)
@@ -211,29 +215,15 @@ class ChatSocket(AsyncJsonWebsocketConsumer):
         if self.sees_internal or not event["message"].get("internal"):
             await self.send_json(event)
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+    async def receive_json(self, content: Any) -> None:
         if self.refused:
             return  # frames that were already on the way when the socket was refused
-        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
-            await self.send_error("bad_frame", "Frames are JSON objects with a type.")
-            return
-        handler = getattr(self, f"on_{content['type']}", None)
-        if handler is None:
-            await self.send_error("unknown_type", f"Unknown frame type {content['type']!r}.")
-            return
-        await handler(content)
-
-    @classmethod
-    async def decode_json(cls, text_data: str) -> Any:
-        try:
-            return await super().decode_json(text_data)
-        except ValueError:
-            return None
+        await super().receive_json(content)
 
 
 def _replay_payloads(
     conversation: ChatConversation, since: int, internal: bool
-) -> tuple[list[dict], int]:
+) -> tuple[list[MessageJSON], int]:
     last_seq = selectors.conversation_last_seq(conversation_pk=conversation.pk)
     rows = selectors.messages_since(
         conversation=conversation,
@@ -242,4 +232,4 @@ def _replay_payloads(
         limit=REPLAY_LIMIT,
     )
     visitor = selectors.visitor_of(conversation=conversation)
-    return [p.model_dump(mode="json") for p in message_payloads(rows, visitor=visitor)], last_seq
+    return message_payloads(rows, visitor=visitor), last_seq

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 
 from crm.chat import events, presence, ratelimit, revocation, rights, selectors
 from crm.chat.models import ChatConversation, ChatVisitor, ChatWidget
+from crm.chat.payloads import MessageJSON
 from crm.chat.realtime.db import in_db
 from crm.chat.realtime.stream import (
     ChatSocket,
@@ -27,9 +28,10 @@ AUTH_TIMEOUT = 10  # seconds a visitor socket may stay open without authenticati
 TYPING_INTERVAL = 1.0  # at most one typing relay per second per socket
 
 
-class VisitorConsumer(ChatSocket):
+class VisitorSocket(ChatSocket):
     """``/p/chat/<key>/ws``: one visitor, one conversation of theirs."""
 
+    frame_types = frozenset({"auth", "send", "read", "typing", "ping", "sync"})
     widget: ChatWidget | None = None
     visitor: ChatVisitor | None = None
     conversation: ChatConversation | None = None
@@ -53,15 +55,13 @@ class VisitorConsumer(ChatSocket):
         ):
             await self.refuse(4403, "origin_not_allowed", "This website may not use this widget.")
             return
-        await self.channel_layer.group_add(
-            revocation.widget_group(self.widget.pk), self.channel_name
-        )
+        await self.join(revocation.widget_group(self.widget.pk))
         self.auth_timer = asyncio.get_running_loop().call_later(
-            AUTH_TIMEOUT, lambda: asyncio.ensure_future(self._auth_timeout())
+            AUTH_TIMEOUT, self.deliver, {"type": "chat.auth_timeout"}
         )
         self.start_rechecks()
 
-    async def _auth_timeout(self) -> None:
+    async def chat_auth_timeout(self, message: dict[str, Any]) -> None:
         if self.conversation is None:
             await self.refuse(4408, "auth_timeout", "Authenticate within 10 seconds.")
 
@@ -70,15 +70,9 @@ class VisitorConsumer(ChatSocket):
         timer = getattr(self, "auth_timer", None)
         if timer is not None:
             timer.cancel()
-        if self.widget is not None:
-            await self.channel_layer.group_discard(
-                revocation.widget_group(self.widget.pk), self.channel_name
-            )
-        if self.conversation is not None:
-            await self.channel_layer.group_discard(
-                events.conversation_group(self.conversation.external_id), self.channel_name
-            )
-            await self.channel_layer.group_discard(events.PRESENCE_GROUP, self.channel_name)
+
+    def followed(self) -> list[ChatConversation]:
+        return [self.conversation] if self.conversation is not None else []
 
     async def on_auth(self, content: dict) -> None:
         if self.conversation is not None:
@@ -95,10 +89,8 @@ class VisitorConsumer(ChatSocket):
             return
         self.visitor, self.conversation = found
         self.auth_timer.cancel()
-        await self.channel_layer.group_add(
-            events.conversation_group(self.conversation.external_id), self.channel_name
-        )
-        await self.channel_layer.group_add(events.PRESENCE_GROUP, self.channel_name)
+        await self.join(events.conversation_group(self.conversation.external_id))
+        await self.join(events.PRESENCE_GROUP)
         await self.replay(self.conversation, since, internal=False)
         await self.send_json({"type": "ready", **await in_db(self._state)})
 
@@ -183,7 +175,7 @@ class VisitorConsumer(ChatSocket):
         await self.send_json({"type": "ack", "client_id": client_id, "seq": payload["seq"],
                               "message": payload})  # fmt: skip
 
-    def _send(self, body: Any, client_id: Any) -> dict:
+    def _send(self, body: Any, client_id: Any) -> MessageJSON:
         assert self.visitor is not None and self.conversation is not None
         self._check_rights()
         ip = (self.scope.get("client") or [None])[0]
@@ -194,8 +186,7 @@ class VisitorConsumer(ChatSocket):
             body=body,
             client_id=client_id if isinstance(client_id, str) else None,
         )
-        payload = result.payload
-        return payload.model_dump(mode="json")
+        return result.payload
 
     async def on_read(self, content: dict) -> None:
         if not await self._require_auth():

@@ -1,15 +1,17 @@
 """ChatService: the only code that writes chat rows.
 
 Each operation validates first, then writes inside one transaction, and
-publishes its realtime event with ``transaction.on_commit``. Integrations (the
+publishes its realtime event with ``transaction.on_commit``. Transactions are
+``crm.core.writes.write_transaction``: on SQLite, writers queue in the process. Integrations (the
 public API, the inbox, the sockets, the CLI, the admin) call ``chat_service``
 and never touch the models' ``save()`` themselves, as the original module asks.
 
 The operations are plain functions, one module per concern, and ``ChatService``
 is the table of contents that names them all:
 
-- ``messages``: the sequencing core (row lock, idempotency check, append, chat
-  numbers), opening a conversation, sending, read receipts, the offline reply;
+- ``messages``: the sequencing core (row lock, idempotency, append), sending,
+  the offline reply; ``store``: its two SQL statements; ``receipts``: read marks;
+- ``conversations``: opening a conversation with its gap-free chat number;
 - ``visitors``: identify, touch, typed details, page views;
 - ``widgets``: create, change, new key, soft delete, restore, purge;
 - ``actions``: assign, pending / close / reopen, soft delete / restore of a chat;
@@ -19,7 +21,19 @@ is the table of contents that names them all:
 
 from __future__ import annotations
 
-from crm.chat.services import actions, crm_links, messages, visitors, widgets
+from crm.chat.services import (
+    actions,
+    conversations,
+    crm_links,
+    messages,
+    receipts,
+    visitors,
+    widgets,
+)
+from crm.chat.services.conversations import FIRST_CHAT_NUMBER
+
+# Kept under its old private name for bench/generate.py, which numbers chats in bulk.
+from crm.chat.services.conversations import chat_number_lock_id as _chat_number_lock_id  # noqa: F401
 from crm.chat.services.errors import (
     AlreadyConverted,
     ChatError,
@@ -27,14 +41,7 @@ from crm.chat.services.errors import (
     InvalidToken,
     NotAllowed,
 )
-from crm.chat.services.messages import (
-    AUTO_REPLY_CLIENT_ID,
-    FIRST_CHAT_NUMBER,
-    SendResult,
-)
-
-# Kept under its old private name for bench/generate.py, which numbers chats in bulk.
-from crm.chat.services.messages import chat_number_lock_id as _chat_number_lock_id  # noqa: F401
+from crm.chat.services.messages import AUTO_REPLY_CLIENT_ID, SendResult
 from crm.chat.services.visitors import SEEN_RESOLUTION
 from crm.chat.services.widgets import WIDGET_FIELDS, origins_from_text
 
@@ -80,11 +87,11 @@ class ChatService:
     record_page_view = staticmethod(visitors.record_page_view)
 
     # conversations and messages
-    open_conversation = staticmethod(messages.open_conversation)
+    open_conversation = staticmethod(conversations.open_conversation)
     send_visitor_message = staticmethod(messages.send_visitor_message)
     send_agent_message = staticmethod(messages.send_agent_message)
     send_system_message = staticmethod(messages.send_system_message)
-    mark_read = staticmethod(messages.mark_read)
+    mark_read = staticmethod(receipts.mark_read)
 
     # agent actions
     assign_conversation = staticmethod(actions.assign_conversation)

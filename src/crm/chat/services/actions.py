@@ -13,7 +13,6 @@ deletion are internal (agents only).
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.utils import timezone
 
 from crm.chat import revocation
@@ -28,6 +27,7 @@ from crm.chat.services.messages import (
     set_status,
     sync_conversation,
 )
+from crm.core.writes import write_transaction
 
 
 def assign_conversation(
@@ -39,7 +39,7 @@ def assign_conversation(
     """Assign to ``agent`` (``None`` unassigns), leaving a system message."""
     if agent is not None and not agent.is_active:
         raise NotAllowed("Chats can only be assigned to active agents.")
-    with transaction.atomic():
+    with write_transaction():
         conv = lock_conversation(conversation)
         if conv.user_assigned_id == (agent.pk if agent else None):
             return conv
@@ -64,7 +64,7 @@ def reopen_conversation(*, conversation: ChatConversation, by: User | None) -> C
 
 def delete_conversation(*, conversation: ChatConversation, by: User) -> ChatConversation:
     """Soft-delete: gone from the inbox and the widget, restorable by an agent."""
-    with transaction.atomic():
+    with write_transaction():
         conv = lock_conversation(conversation)
         if conv.deleted_at is not None:
             raise NotAllowed(f"Chat {conv.chat_id} is already deleted.")
@@ -86,7 +86,7 @@ def delete_conversation(*, conversation: ChatConversation, by: User) -> ChatConv
 
 def restore_conversation(*, conversation: ChatConversation, by: User) -> ChatConversation:
     """Undo ``delete_conversation``; no recheck is sent, restoring only widens access."""
-    with transaction.atomic():
+    with write_transaction():
         conv = lock_conversation(conversation)
         if conv.deleted_at is None:
             raise NotAllowed(f"Chat {conv.chat_id} is not deleted.")
@@ -108,7 +108,7 @@ def _change_status(
     note: str,
     by: User | None,
 ) -> ChatConversation:
-    with transaction.atomic():
+    with write_transaction():
         conv = lock_conversation(conversation)
         if conv.status == status:
             raise NotAllowed(f"Chat {conv.chat_id} is already {conv.get_status_display().lower()}.")

@@ -14,7 +14,6 @@ created by ``crm.core.services``, with the same rules as on the CRM's own pages.
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.utils import timezone
 
 from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor
@@ -24,6 +23,7 @@ from crm.chat.services.messages import append_message, lock_conversation, sync_c
 from crm.core import selectors as core_selectors
 from crm.core import services as core_services
 from crm.core.models import Lead, Person
+from crm.core.writes import write_transaction
 
 
 def promote_visitor_to_person(*, visitor: ChatVisitor, by: User | None) -> Person:
@@ -31,7 +31,7 @@ def promote_visitor_to_person(*, visitor: ChatVisitor, by: User | None) -> Perso
 
     Promoting twice returns the already linked person.
     """
-    with transaction.atomic():
+    with write_transaction():
         locked = ChatVisitor.objects.select_for_update().get(pk=visitor.pk)
         if locked.person_id:
             person = Person.objects.get(pk=locked.person_id)
@@ -52,7 +52,7 @@ def promote_visitor_to_person(*, visitor: ChatVisitor, by: User | None) -> Perso
 
 def convert_to_lead(*, conversation: ChatConversation, by: User) -> Lead:
     """Create a Lead (source chat) with the transcript as a note; refuse a second time."""
-    with transaction.atomic():
+    with write_transaction():
         conv = lock_conversation(conversation)
         if conv.lead_id:
             raise AlreadyConverted(f"Chat {conv.chat_id} was already converted to a lead.")

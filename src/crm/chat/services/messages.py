@@ -1,38 +1,40 @@
 """The sequencing core: every message of a conversation is appended here.
 
 Rules that live here, and why together: a conversation's row lock serialises
-``seq`` allocation, the idempotency check by ``client_id`` and status changes,
-so ``lock_conversation``, ``send_checks`` and ``append_message`` must be used as
-one unit (lock, then check, then append, all in one transaction). The other
-service modules build on these primitives and never insert a ``ChatMessage``
-themselves. Also here: gap-free chat numbers, opening a conversation, the three
-kinds of sender (visitor, agent, system), read receipts and the offline
+``seq`` allocation, idempotency by ``client_id`` and status changes. Every
+message is written by ``_append``: the seq allocation (which takes the row lock)
+and the insert, two statements in ``store``, in the caller's transaction. A send
+in the common case is just that; a send that must change something first (reopen
+a closed chat, assign an unassigned one) finds the fast allocation refused, takes
+the row lock with ``lock_conversation`` and changes it, all in one transaction. A
+retried ``client_id`` is caught by the unique index and rolls the whole send back
+(``_Duplicate``), returning the stored message. The other service modules build on
+these primitives and never insert a ``ChatMessage`` themselves. Also here: the
+three kinds of sender (visitor, agent, system), read receipts and the offline
 auto-reply, which must run under the same lock to stay at one per conversation.
 """
 
 from __future__ import annotations
 
-import zlib
+import uuid
 from dataclasses import dataclass
-from typing import Literal
 
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
-from django.db.models import BigIntegerField, Exists, Max, OuterRef, Subquery, Value
+from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from crm.chat import events, notifications, presence
-from crm.chat.events import ConversationStatus, MessagePayload
+from crm.chat.events import ConversationStatus
 from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor
-from crm.chat.payloads import agent_display_name, message_payload
+from crm.chat.payloads import MessageJSON, agent_display_name, message_payload
+from crm.chat.services import store
 from crm.chat.services.errors import ChatError, ConversationClosed, NotAllowed
-from crm.chat.services.inputs import clean_body, clean_client_id, clean_text
-from crm.conf import table_name
+from crm.chat.services.inputs import clean_body, clean_client_id
+from crm.chat.widget_settings import widget_settings
+from crm.core.writes import write_transaction
 
 # client_id of the offline auto-reply: at most one per conversation.
 AUTO_REPLY_CLIENT_ID = "auto:offline"
-FIRST_CHAT_NUMBER = 1001
 
 
 @dataclass(frozen=True)
@@ -42,66 +44,19 @@ class SendResult:
     created: bool
     # What clients are sent (the ack, the API's answer), built once here with the
     # sender's name, so callers don't query the sender again.
-    payload: MessagePayload
+    payload: MessageJSON
 
 
-# ------------------------------------------------------------- conversations
+@dataclass(frozen=True, slots=True)
+class Appended:
+    message: ChatMessage
+    payload: MessageJSON
+    # Whether this sender type had written to the conversation before (if asked).
+    wrote_before: bool
 
 
-def open_conversation(*, visitor: ChatVisitor, subject: str = "") -> ChatConversation:
-    """Return the visitor's open or pending conversation, or start a new one.
-
-    The visitor row is locked first, so two tabs opening at once get the same
-    conversation instead of two (a race the original had).
-    """
-    clean_subject = clean_text(subject, field="subject", max_length=255)
-    with transaction.atomic():
-        ChatVisitor.objects.select_for_update().filter(pk=visitor.pk).first()
-        existing = (
-            ChatConversation.objects.filter(visitor=visitor, deleted_at__isnull=True)
-            .exclude(status=ChatConversation.STATUS_CLOSED)
-            .order_by("-created_at", "-id")
-            .first()
-        )
-        if existing is not None:
-            return existing
-        number = next_chat_number()
-        conversation = ChatConversation(
-            widget_id=visitor.widget_id,
-            visitor=visitor,
-            number=number,
-            chat_id=f"C{number}",
-            subject=clean_subject,
-            status=ChatConversation.STATUS_OPEN,
-        )
-        conversation.full_clean(validate_unique=False)
-        conversation.save()
-        events.publish_on_commit(
-            events.ConversationOpened(
-                conversation=conversation.external_id, seq=0, chat_id=conversation.chat_id
-            )
-        )
-    return conversation
-
-
-def chat_number_lock_id() -> int:
-    # A stable 31-bit key per table, so two installs sharing a database (different
-    # prefixes) don't serialise on each other's lock.
-    return zlib.crc32(table_name("chat_conversations").encode()) & 0x7FFFFFFF
-
-
-def next_chat_number() -> int:
-    """Next chat number, gap-free and unique under concurrent openers.
-
-    PostgreSQL: a transaction-scoped advisory lock serialises allocators until
-    commit, so ``max + 1`` can't be read twice. SQLite: transactions begin
-    IMMEDIATE (settings), which already serialises every writer.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [chat_number_lock_id()])
-    last = ChatConversation.objects.aggregate(m=Max("number"))["m"]
-    return FIRST_CHAT_NUMBER if last is None else last + 1
+class _Duplicate(Exception):
+    """Raised inside a send's transaction: its client_id is stored already."""
 
 
 # ------------------------------------------------------------------ senders
@@ -119,39 +74,47 @@ def send_visitor_message(
         raise NotAllowed("This conversation belongs to another visitor.")
     text = clean_body(body)
     client_id = clean_client_id(client_id)
-    with transaction.atomic():
-        conv = lock_conversation(conversation)
-        dup, wrote_before = send_checks(conv, ChatMessage.SENDER_VISITOR, visitor.pk, client_id)
-        if dup:
-            return SendResult(dup, False, message_payload(dup, sender_name=visitor.display_name))
-        if conv.status == ChatConversation.STATUS_CLOSED:
-            set_status(conv, ChatConversation.STATUS_OPEN)
-            append_message(
-                conv, sender_type=ChatMessage.SENDER_SYSTEM, body="The visitor reopened the chat."
-            )
-        first = not wrote_before
-        message = append_message(
-            conv,
-            sender_type=ChatMessage.SENDER_VISITOR,
-            sender_id=visitor.pk,
-            body=text,
-            client_id=client_id,
-            sender_name=visitor.display_name,
-        )
-        if first:
-            notifications.on_first_visitor_message(conv)
-        auto_reply_if_offline(conv)
-    sync_conversation(conversation, conv)
-    return SendResult(message, True, message_payload(message, sender_name=visitor.display_name))
+    name = visitor.display_name
+    sender = {"sender_type": ChatMessage.SENDER_VISITOR, "sender_id": visitor.pk}
+    before = _state_of(conversation)
+    try:
+        with write_transaction():
+            appended = _append(
+                conversation, **sender, body=text, client_id=client_id, sender_name=name,
+                open_only=True, wrote_before=True,
+            )  # fmt: skip
+            if appended is None:  # closed: reopen it under the row lock, then write
+                conv = lock_conversation(conversation)
+                if conv.status == ChatConversation.STATUS_CLOSED:
+                    set_status(conv, ChatConversation.STATUS_OPEN)
+                    append_message(
+                        conv,
+                        sender_type=ChatMessage.SENDER_SYSTEM,
+                        body="The visitor reopened the chat.",
+                    )
+                appended = _append(
+                    conv, **sender, body=text, client_id=client_id, sender_name=name,
+                    wrote_before=True,
+                )  # fmt: skip
+                assert appended is not None
+                sync_conversation(conversation, conv)
+            if not appended.wrote_before:
+                notifications.on_first_visitor_message(conversation)
+            auto_reply_if_offline(conversation)
+    except _Duplicate:
+        _restore_state(conversation, before)
+        return _stored(conversation, **sender, client_id=client_id, sender_name=name)
+    return SendResult(appended.message, True, appended.payload)
 
 
 def auto_reply_if_offline(conv: ChatConversation) -> None:
     """One offline auto-reply per conversation when nobody can answer now.
 
     Runs under the conversation's row lock, so concurrent visitor sends can't
-    both decide they are first (the original's check-then-insert raced).
+    both decide they are first (the original's check-then-insert raced). The
+    widget's settings come from the process's short cache: this runs per message.
     """
-    widget = conv.widget
+    widget = widget_settings(conv.widget_id)
     if not widget.offline_message:
         return
     if widget.is_within_business_hours() and presence.agents_online(widget) > 0:
@@ -180,29 +143,31 @@ def send_agent_message(
         raise NotAllowed("Inactive agents cannot reply.")
     text = clean_body(body)
     client_id = clean_client_id(client_id)
-    with transaction.atomic():
-        conv = lock_conversation(conversation)
-        dup, _ = send_checks(conv, ChatMessage.SENDER_USER, agent.pk, client_id)
-        if dup:
-            return SendResult(
-                dup, False, message_payload(dup, sender_name=agent_display_name(agent))
-            )
-        if conv.status == ChatConversation.STATUS_CLOSED:
-            raise ConversationClosed("This chat is closed; reopen it to reply.")
-        if conv.user_assigned_id is None:
-            assign_locked(conv, agent, by=agent)
-        message = append_message(
-            conv,
-            sender_type=ChatMessage.SENDER_USER,
-            sender_id=agent.pk,
-            body=text,
-            client_id=client_id,
-            sender_name=agent_display_name(agent),
-        )
-        notifications.on_agent_message(message)
-    sync_conversation(conversation, conv)
     name = agent_display_name(agent)
-    return SendResult(message, True, message_payload(message, sender_name=name))
+    sender = {"sender_type": ChatMessage.SENDER_USER, "sender_id": agent.pk}
+    before = _state_of(conversation)
+    try:
+        with write_transaction():
+            appended = _append(
+                conversation, **sender, body=text, client_id=client_id, sender_name=name,
+                open_only=True, assigned_only=True,
+            )  # fmt: skip
+            if appended is None:  # closed or unassigned: look under the row lock
+                conv = lock_conversation(conversation)
+                if conv.status == ChatConversation.STATUS_CLOSED:
+                    if client_id and _stored_id(conv, **sender, client_id=client_id):
+                        raise _Duplicate()  # a retry of a reply sent before it closed
+                    raise ConversationClosed("This chat is closed; reopen it to reply.")
+                if conv.user_assigned_id is None:
+                    assign_locked(conv, agent, by=agent)
+                appended = _append(conv, **sender, body=text, client_id=client_id, sender_name=name)
+                assert appended is not None
+                sync_conversation(conversation, conv)
+            notifications.on_agent_message(appended.message)
+    except _Duplicate:
+        _restore_state(conversation, before)
+        return _stored(conversation, **sender, client_id=client_id, sender_name=name)
+    return SendResult(appended.message, True, appended.payload)
 
 
 def send_system_message(
@@ -215,50 +180,13 @@ def send_system_message(
     tests and tools add one with a proper ``seq`` and event instead of an insert.
     """
     text = clean_body(body)
-    with transaction.atomic():
+    with write_transaction():
         conv = lock_conversation(conversation)
         message = append_message(
             conv, sender_type=ChatMessage.SENDER_SYSTEM, body=text, internal=internal
         )
     sync_conversation(conversation, conv)
     return message
-
-
-def mark_read(
-    *,
-    conversation: ChatConversation,
-    reader: Literal["visitor", "user"],
-    up_to_seq: int | None = None,
-) -> int:
-    """Mark the other side's messages read up to ``up_to_seq`` (default: all).
-
-    ``reader`` is "visitor" (reads agent messages) or "user" (reads visitor
-    messages). Returns how many messages changed; no event when none did.
-    """
-    if reader not in {ChatMessage.SENDER_VISITOR, ChatMessage.SENDER_USER}:
-        raise ValidationError({"reader": "Must be 'visitor' or 'user'."}, code="invalid")
-    if up_to_seq is not None and up_to_seq < 0:
-        raise ValidationError({"up_to_seq": "Must not be negative."}, code="invalid")
-    other = (
-        ChatMessage.SENDER_USER
-        if reader == ChatMessage.SENDER_VISITOR
-        else ChatMessage.SENDER_VISITOR
-    )
-    with transaction.atomic():
-        limit = conversation.last_seq if up_to_seq is None else up_to_seq
-        changed = ChatMessage.objects.filter(
-            conversation=conversation, sender_type=other, read_at__isnull=True, seq__lte=limit
-        ).update(read_at=timezone.now())
-        if changed:
-            events.publish_on_commit(
-                events.ReadReceipt(
-                    conversation=conversation.external_id,
-                    seq=conversation.last_seq,
-                    reader=reader,
-                    up_to_seq=limit,
-                )
-            )
-    return changed
 
 
 # ------------------------------------------- primitives, under the row lock only
@@ -277,30 +205,50 @@ def lock_conversation(conversation: ChatConversation) -> ChatConversation:
     )
 
 
-def send_checks(
-    conv: ChatConversation, sender_type: str, sender_id: int, client_id: str | None
-) -> tuple[ChatMessage | None, bool]:
-    """(the message an earlier try with this client_id stored, has this side written?)
-
-    One statement for both, run after the lock so that (in READ COMMITTED) it sees
-    what a concurrent try committed while this one waited for the row.
-    """
-    mine = ChatMessage.objects.filter(conversation=OuterRef("pk"), sender_type=sender_type)
-    row = (
-        ChatConversation.objects.filter(pk=conv.pk)
-        .annotate(
-            wrote=Exists(mine),
-            duplicate_id=(
-                Subquery(mine.filter(sender_id=sender_id, client_id=client_id).values("pk")[:1])
-                if client_id
-                else Value(None, output_field=BigIntegerField())
-            ),
+def _stored_id(
+    conv: ChatConversation, *, sender_type: str, sender_id: int, client_id: str
+) -> int | None:
+    return (
+        ChatMessage.objects.filter(
+            conversation_id=conv.pk,
+            sender_type=sender_type,
+            sender_id=sender_id,
+            client_id=client_id,
         )
-        .values("wrote", "duplicate_id")
-        .get()
+        .values_list("pk", flat=True)
+        .first()
     )
-    dup = ChatMessage.objects.get(pk=row["duplicate_id"]) if row["duplicate_id"] else None
-    return dup, row["wrote"]
+
+
+def _stored(
+    conversation: ChatConversation,
+    *,
+    sender_type: str,
+    sender_id: int,
+    client_id: str | None,
+    sender_name: str,
+) -> SendResult:
+    """The message an earlier try with this client_id stored."""
+    message = ChatMessage.objects.get(
+        conversation_id=conversation.pk,
+        sender_type=sender_type,
+        sender_id=sender_id,
+        client_id=client_id,
+    )
+    return SendResult(message, False, message_payload(message, sender_name=sender_name))
+
+
+_STATE_FIELDS = ("status", "last_seq", "last_message_at", "closed_at", "user_assigned_id")
+
+
+def _state_of(conversation: ChatConversation) -> tuple[object, ...]:
+    return tuple(getattr(conversation, field) for field in _STATE_FIELDS)
+
+
+def _restore_state(conversation: ChatConversation, state: tuple[object, ...]) -> None:
+    """Undo what a rolled-back send wrote onto the caller's instance."""
+    for field, value in zip(_STATE_FIELDS, state, strict=True):
+        setattr(conversation, field, value)
 
 
 def sync_conversation(target: ChatConversation, source: ChatConversation) -> None:
@@ -313,6 +261,55 @@ def sync_conversation(target: ChatConversation, source: ChatConversation) -> Non
         target.user_assigned = source.user_assigned
 
 
+def _append(
+    conv: ChatConversation,
+    *,
+    sender_type: str,
+    body: str,
+    sender_id: int | None = None,
+    client_id: str | None = None,
+    internal: bool = False,
+    sender_name: str | None = None,
+    open_only: bool = False,
+    assigned_only: bool = False,
+    wrote_before: bool = False,
+) -> Appended | None:
+    """Allocate the next seq and insert the message; queue its event for the commit.
+
+    None when ``open_only`` / ``assigned_only`` refused the allocation (nothing
+    written). Raises ``_Duplicate`` when the client_id is stored already: the
+    caller's transaction must then roll back, which takes the seq back with it.
+    """
+    now = timezone.now()
+    allocated = store.allocate_seq(conv.pk, now, open_only=open_only, assigned_only=assigned_only)
+    if allocated is None:
+        return None
+    external_id = uuid.uuid4()
+    try:
+        row = store.insert_message(
+            conversation_pk=conv.pk, seq=allocated.seq, sender_type=sender_type,
+            sender_id=sender_id, body=body, client_id=client_id, internal=internal,
+            created_at=now, external_id=external_id, wrote_before=wrote_before,
+        )  # fmt: skip
+    except IntegrityError as exc:
+        # Only reachable if a writer bypassed the row lock; surface it loudly.
+        raise ChatError("The message could not be stored; please retry.") from exc
+    if row is None:
+        raise _Duplicate()
+    conv.last_seq, conv.last_message_at = allocated.seq, now
+    conv.status = allocated.status  # type: ignore[assignment]
+    conv.user_assigned_id = allocated.user_assigned_id
+    message = ChatMessage(
+        id=row[0], external_id=external_id, conversation=conv, seq=allocated.seq,
+        sender_type=sender_type, sender_id=sender_id, body=body, client_id=client_id,
+        is_internal=internal, created_at=now,
+    )  # fmt: skip
+    message._state.adding, message._state.db = False, connection.alias
+    payload = message_payload(message, sender_name=sender_name or "System")
+    events.publish_on_commit(events.message_event(conv.external_id, payload))
+    return Appended(message, payload, row[1])
+
+
 def append_message(
     conv: ChatConversation,
     *,
@@ -323,34 +320,16 @@ def append_message(
     internal: bool = False,
     sender_name: str | None = None,
 ) -> ChatMessage:
-    """Insert the next message of a locked conversation and queue its event."""
-    now = timezone.now()
-    conv.last_seq += 1
-    conv.last_message_at = now
-    message = ChatMessage(
-        conversation=conv,
-        seq=conv.last_seq,
-        sender_type=sender_type,
-        sender_id=sender_id,
-        body=body,
-        client_id=client_id,
-        is_internal=internal,
-        created_at=now,
-    )
+    """Append a message to a locked conversation (system lines, actions)."""
     try:
-        # No savepoint: a failure here aborts the caller's whole transaction anyway.
-        message.save(force_insert=True)
-    except IntegrityError as exc:
-        # Only reachable if a writer bypassed the row lock; surface it loudly.
+        appended = _append(
+            conv, sender_type=sender_type, body=body, sender_id=sender_id,
+            client_id=client_id, internal=internal, sender_name=sender_name,
+        )  # fmt: skip
+    except _Duplicate as exc:
         raise ChatError("The message could not be stored; please retry.") from exc
-    ChatConversation.objects.filter(pk=conv.pk).update(
-        last_seq=conv.last_seq, last_message_at=now, updated_at=now
-    )
-    payload = message_payload(message, sender_name=sender_name or "System")
-    events.publish_on_commit(
-        events.MessageCreated(conversation=conv.external_id, seq=message.seq, message=payload)
-    )
-    return message
+    assert appended is not None  # an unconditional allocation always finds the row
+    return appended.message
 
 
 def set_status(conv: ChatConversation, status: ConversationStatus) -> None:

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
 from django.utils import timezone
 
 from crm.chat import geo
@@ -29,6 +28,7 @@ from crm.chat.models import (
 )
 from crm.chat.services.errors import InvalidToken, NotAllowed
 from crm.chat.services.inputs import clean_http_url
+from crm.core.writes import write_transaction
 
 # last_seen_at is refreshed at most this often, so polling doesn't write every time.
 SEEN_RESOLUTION = timedelta(seconds=15)
@@ -97,7 +97,8 @@ def touch_visitor(
         changes["current_url"] = clean_http_url(current_url, field="current_url")
     if changes:
         changes.setdefault("last_seen_at", now)
-        ChatVisitor.objects.filter(pk=visitor.pk).update(**changes)
+        with write_transaction():  # on SQLite: queued with the process's other writers
+            ChatVisitor.objects.filter(pk=visitor.pk).update(**changes)
         for field, value in changes.items():
             setattr(visitor, field, value)
     return visitor
@@ -153,7 +154,7 @@ def record_page_view(
     except ValidationError:
         clean_referrer = ""  # an odd referrer is the host page's doing, not worth a 4xx
     now = timezone.now()
-    with transaction.atomic():
+    with write_transaction():
         latest = (
             ChatVisitorPageView.objects.select_for_update()
             .filter(visitor=visitor)

@@ -12,7 +12,6 @@ the transaction, so open sockets look again once it commits.
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 
 from crm.chat import revocation, selectors
@@ -25,6 +24,7 @@ from crm.chat.models import (
     normalise_origin,
 )
 from crm.chat.services.errors import NotAllowed
+from crm.core.writes import write_transaction
 
 WIDGET_FIELDS = (
     "name", "welcome_message", "color", "position", "allowed_origins", "is_active", "team",
@@ -55,7 +55,7 @@ def update_widget(*, widget: ChatWidget, **fields: object) -> ChatWidget:
     if isinstance(widget.allowed_origins, str):
         widget.allowed_origins = origins_from_text(widget.allowed_origins)
     widget.full_clean()
-    with transaction.atomic():
+    with write_transaction():
         if widget.pk is None:
             widget.save()
         else:
@@ -69,7 +69,7 @@ def update_widget(*, widget: ChatWidget, **fields: object) -> ChatWidget:
 def regenerate_public_key(*, widget: ChatWidget) -> ChatWidget:
     """Issue a new public key; embed snippets with the old one stop working at once."""
     key = new_public_key()
-    with transaction.atomic():
+    with write_transaction():
         # The deleted_at filter makes check and write one statement: a widget
         # deleted meanwhile keeps its key (restoring it must not need a new snippet).
         if not ChatWidget.objects.filter(pk=widget.pk, deleted_at__isnull=True).update(
@@ -88,7 +88,7 @@ def delete_widget(*, widget: ChatWidget) -> ChatWidget:
     as from a deleted widget) until ``restore_widget`` or ``purge_widget``.
     """
     now = timezone.now()
-    with transaction.atomic():
+    with write_transaction():
         if not ChatWidget.objects.filter(pk=widget.pk, deleted_at__isnull=True).update(
             deleted_at=now, updated_at=now
         ):
@@ -105,7 +105,7 @@ def restore_widget(*, widget: ChatWidget) -> ChatWidget:
     No recheck is sent: restoring only widens access, and sockets are opened anew.
     """
     now = timezone.now()
-    with transaction.atomic():
+    with write_transaction():
         if not ChatWidget.objects.filter(pk=widget.pk, deleted_at__isnull=False).update(
             deleted_at=None, updated_at=now
         ):
@@ -121,7 +121,7 @@ def purge_widget(*, widget: ChatWidget) -> selectors.WidgetRows:
     deliberate steps. Returns what was destroyed. The row lock keeps a concurrent
     restore from reviving a widget halfway through its cascade.
     """
-    with transaction.atomic():
+    with write_transaction():
         locked = ChatWidget.objects.select_for_update().filter(pk=widget.pk).first()
         if locked is None or locked.deleted_at is None:
             raise NotAllowed(f"Only a deleted widget can be purged; {widget.name} is not.")

@@ -135,7 +135,7 @@ def conversation(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     presence.mark_agent_online(request.user.pk)
     visitor = conv.visitor
     rows = selectors.messages_since(conversation=conv, since=0, include_internal=True, limit=2000)
-    transcript = [p.model_dump(mode="json") for p in message_payloads(rows, visitor=visitor)]
+    transcript = message_payloads(rows, visitor=visitor)
     ua = parse_user_agent(visitor.user_agent or "")
     context = {
         "conversation": conv,

@@ -38,9 +38,7 @@ def messages_since(request: AuthedHttpRequest, external_id: UUID) -> JsonRespons
     rows = selectors.messages_since(conversation=conv, since=since, include_internal=True)
     return JsonResponse(
         {
-            "messages": [
-                p.model_dump(mode="json") for p in message_payloads(rows, visitor=conv.visitor)
-            ],
+            "messages": message_payloads(rows, visitor=conv.visitor),
             "status": conv.status,
             "last_seq": conv.last_seq,
             "visitor_read_up_to": selectors.agent_messages_read_up_to(conversation=conv),
@@ -84,7 +82,7 @@ def send_message(request: AuthedHttpRequest, external_id: UUID) -> JsonResponse:
     except ChatError as exc:
         return error_response(409, exc.code, exc.message)
     payload = result.payload
-    return JsonResponse({"message": payload.model_dump(mode="json")}, status=201)
+    return JsonResponse({"message": payload}, status=201)
 
 
 @login_required
