@@ -263,5 +263,9 @@ class Note(models.Model):
         return self.content[:60]
 
     @property
-    def parent(self) -> Person | Organisation | Lead:
-        return self.person or self.organisation or self.lead  # type: ignore[return-value]
+    def parent(self) -> Person | Organisation | Lead | None:
+        """What the note is on; ``None`` only for an unsaved note without one.
+
+        A stored note always has exactly one (``crm_note_exactly_one_parent``).
+        """
+        return self.person or self.organisation or self.lead

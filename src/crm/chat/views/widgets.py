@@ -50,13 +50,11 @@ def widget_index(request: AuthedHttpRequest) -> HttpResponse:
     Deleted widgets get their own section with Restore and Delete permanently.
     """
     rows = list(selectors.widget_list(deleted=None))
+    deleted = [(w.deleted_at, w) for w in rows if w.deleted_at is not None]
     context = {
         "widgets": [w for w in rows if w.deleted_at is None],
-        "deleted_widgets": sorted(
-            (w for w in rows if w.deleted_at is not None),
-            key=lambda w: w.deleted_at,  # type: ignore[arg-type, return-value]
-            reverse=True,
-        ),
+        # Latest deletion first.
+        "deleted_widgets": [w for _, w in sorted(deleted, key=lambda pair: pair[0], reverse=True)],
     }
     return render(request, "crm_chat/widget_index.html", context)
 

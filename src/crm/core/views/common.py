@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 
@@ -39,11 +39,13 @@ def notes_context(
     }
 
 
-def delete_context(obj: Model, *, kind: str, consequences: str) -> dict[str, Any]:
+def delete_context(
+    obj: Person | Organisation | Lead, *, kind: str, consequences: str
+) -> dict[str, Any]:
     """What ``core/confirm_delete.html`` needs to ask before deleting ``obj``."""
     return {
         "object": obj,
         "kind": kind,
         "consequences": consequences,
-        "cancel_url": obj.get_absolute_url(),  # type: ignore[attr-defined]
+        "cancel_url": obj.get_absolute_url(),
     }
