@@ -21,7 +21,7 @@ from ninja.security import APIKeyHeader
 
 from crm.chat import presence, ratelimit, selectors
 from crm.chat.errors import error_response
-from crm.chat.events import ConversationStatus
+from crm.chat.events import ConversationStatus, MessagePayload
 from crm.chat.models import (
     ChatConversation,
     ChatVisitor,
@@ -30,7 +30,7 @@ from crm.chat.models import (
     max_body_length,
 )
 from crm.chat.origins import WidgetHttpRequest
-from crm.chat.payloads import MessageJSON, message_payloads
+from crm.chat.payloads import message_payloads
 from crm.chat.schemas import (
     ConversationOut,
     CountOut,
@@ -201,11 +201,12 @@ def _conversation_out(conv: ChatConversation) -> ConversationOut:
     )
 
 
-def _messages(conv: ChatConversation, since: int = 0, limit: int = 500) -> list[MessageJSON]:
+def _messages(conv: ChatConversation, since: int = 0, limit: int = 500) -> list[MessagePayload]:
     rows = selectors.messages_since(
         conversation=conv, since=since, include_internal=False, limit=limit
     )
-    return message_payloads(rows, visitor=conv.visitor)
+    # The schemas would validate the dicts into MessagePayload anyway; done here, typed.
+    return [MessagePayload.model_validate(p) for p in message_payloads(rows, visitor=conv.visitor)]
 
 
 def _record_page(
@@ -343,7 +344,7 @@ def send_message(
     result = chat_service.send_visitor_message(
         conversation=conv, visitor=visitor, body=payload.body, client_id=payload.client_id
     )
-    message = result.payload
+    message = MessagePayload.model_validate(result.payload)
     out = SentOut(
         message=message, conversation=_conversation_out(conv), duplicate=not result.created
     )

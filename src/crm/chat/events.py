@@ -122,7 +122,7 @@ def as_json(event: ChatEvent | EventJSON) -> EventJSON:
 
 
 _MODELS: dict[str, type[ChatEvent]] = {
-    model.model_fields["type"].default: model  # type: ignore[misc]
+    model.model_fields["type"].default: model
     for model in (MessageCreated, StatusChanged, Assigned, ReadReceipt, ConversationOpened, Typing)
 }
 

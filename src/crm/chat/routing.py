@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from channels.auth import AuthMiddlewareStack
 from django.urls import re_path
@@ -11,8 +12,18 @@ from crm.chat.realtime.agent import AgentSocket
 from crm.chat.realtime.visitor import VisitorSocket
 
 if TYPE_CHECKING:
+    from asgiref.typing import ASGIApplication
     from channels.routing import URLRouter, _ExtendedURLPattern
     from channels.utils import _ChannelApplication
+
+
+def asgi_app(app: Callable[[dict[str, Any], Any, Any], Awaitable[None]]) -> ASGIApplication:
+    """A socket handler's ASGI app, typed as Channels' routing and middleware take it.
+
+    The handlers type the scope as a plain dict; asgiref types it as one TypedDict per
+    protocol, which a function taking a dict doesn't match.
+    """
+    return cast("ASGIApplication", app)
 
 
 def socket_path(route: str, app: _ChannelApplication) -> _ExtendedURLPattern:
@@ -25,7 +36,9 @@ def socket_path(route: str, app: _ChannelApplication) -> _ExtendedURLPattern:
 
 
 websocket_urlpatterns: list[_ExtendedURLPattern | URLRouter] = [
-    socket_path(r"^p/chat/(?P<public_key>[A-Za-z0-9_-]{1,128})/ws$", VisitorSocket.as_asgi()),
+    socket_path(
+        r"^p/chat/(?P<public_key>[A-Za-z0-9_-]{1,128})/ws$", asgi_app(VisitorSocket.as_asgi())
+    ),
     # Only the agent socket reads the session cookie; the visitor socket never does.
-    socket_path(r"^crm/chat/ws$", AuthMiddlewareStack(AgentSocket.as_asgi())),
+    socket_path(r"^crm/chat/ws$", AuthMiddlewareStack(asgi_app(AgentSocket.as_asgi()))),
 ]
