@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
-from crm.chat.models import ChatMessage
-from crm.chat.services import ConversationClosed, NotAllowed
+from crm.chat.models import ChatConversation, ChatMessage, ChatWidget
+from crm.chat.services import ConversationClosed, NotAllowed, NotServing
 from tests.chat.conftest import ChatWorld
 
 
@@ -43,6 +44,51 @@ class SendMessageTests:
         )
         assert a.created and not b.created and a.message.pk == b.message.pk
         assert ChatMessage.objects.count() == 1
+        # The retry's seq was rolled back with it: the next message is seq 2.
+        assert conv.last_seq == 1
+        c = world.service.send_visitor_message(conversation=conv, visitor=world.visitor, body="n")
+        assert c.message.seq == 2 and b.payload == a.payload
+
+    def test_a_retried_agent_reply_after_the_chat_closed_returns_the_stored_one(
+        self, world: ChatWorld
+    ):
+        conv = world.conversation()
+        sent = world.service.send_agent_message(
+            conversation=conv, agent=world.owner, body="bye", client_id="a-1"
+        )
+        world.service.close_conversation(conversation=conv, by=world.owner)
+        again = world.service.send_agent_message(
+            conversation=conv, agent=world.owner, body="bye", client_id="a-1"
+        )
+        assert not again.created and again.message.pk == sent.message.pk
+        with pytest.raises(ConversationClosed):
+            world.service.send_agent_message(
+                conversation=conv, agent=world.owner, body="new", client_id="a-2"
+            )
+
+    @pytest.mark.parametrize("change", ["deactivated", "new key", "widget deleted", "chat deleted"])
+    def test_a_socket_write_under_a_key_that_no_longer_serves_is_refused(
+        self, world: ChatWorld, change: str
+    ):
+        conv = world.conversation()
+        key = world.widget.public_key
+        world.service.send_visitor_message(
+            conversation=conv, visitor=world.visitor, body="hi", widget_key=key
+        )
+        if change == "deactivated":
+            ChatWidget.objects.filter(pk=world.widget.pk).update(is_active=False)
+        elif change == "new key":
+            world.service.regenerate_public_key(widget=world.widget)
+        elif change == "widget deleted":
+            ChatWidget.objects.filter(pk=world.widget.pk).update(deleted_at=timezone.now())
+        else:
+            ChatConversation.objects.filter(pk=conv.pk).update(deleted_at=timezone.now())
+        with pytest.raises(NotServing):
+            world.service.send_visitor_message(
+                conversation=conv, visitor=world.visitor, body="late", widget_key=key
+            )
+        conv.refresh_from_db()
+        assert conv.last_seq == 1 and ChatMessage.objects.count() == 1
 
     @pytest.mark.parametrize(
         ("body", "client_id"),

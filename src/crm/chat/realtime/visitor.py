@@ -21,7 +21,7 @@ from crm.chat.realtime.stream import (
     own_origins,
     uuid_or_none,
 )
-from crm.chat.services import ChatError, chat_service
+from crm.chat.services import ChatError, NotServing, chat_service
 from crm.conf import module_enabled
 
 AUTH_TIMEOUT = 10  # seconds a visitor socket may stay open without authenticating
@@ -177,15 +177,21 @@ class VisitorSocket(ChatSocket):
 
     def _send(self, body: Any, client_id: Any) -> MessageJSON:
         assert self.visitor is not None and self.conversation is not None
-        self._check_rights()
         ip = (self.scope.get("client") or [None])[0]
         ratelimit.check("send_message", ip=ip, token_key=str(self.visitor.pk))
-        result = chat_service.send_visitor_message(
-            conversation=self.conversation,
-            visitor=self.visitor,
-            body=body,
-            client_id=client_id if isinstance(client_id, str) else None,
-        )
+        try:
+            # The socket's rights are read in the write's own statement (widget_key):
+            # no separate query on the hot path, and nothing can change in between.
+            result = chat_service.send_visitor_message(
+                conversation=self.conversation,
+                visitor=self.visitor,
+                body=body,
+                client_id=client_id if isinstance(client_id, str) else None,
+                widget_key=self.public_key,
+            )
+        except NotServing:
+            self._check_rights()  # raises Revoked with the reason the socket closes for
+            raise
         return result.payload
 
     async def on_read(self, content: dict) -> None:

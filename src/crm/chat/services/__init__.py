@@ -40,6 +40,7 @@ from crm.chat.services.errors import (
     ConversationClosed,
     InvalidToken,
     NotAllowed,
+    NotServing,
 )
 from crm.chat.services.messages import AUTO_REPLY_CLIENT_ID, SendResult
 from crm.chat.services.visitors import SEEN_RESOLUTION
@@ -56,6 +57,7 @@ __all__ = [
     "ConversationClosed",
     "InvalidToken",
     "NotAllowed",
+    "NotServing",
     "SendResult",
     "chat_service",
     "origins_from_text",

@@ -36,3 +36,9 @@ class AlreadyConverted(ChatError):
 
 class NotAllowed(ChatError):
     code = "not_allowed"
+
+
+class NotServing(ChatError):
+    """The widget no longer serves under the sender's key, or the chat was deleted."""
+
+    code = "not_serving"

@@ -25,10 +25,10 @@ from django.utils import timezone
 
 from crm.chat import events, notifications, presence
 from crm.chat.events import ConversationStatus
-from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor
+from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor, ChatWidget
 from crm.chat.payloads import MessageJSON, agent_display_name, message_payload
 from crm.chat.services import store
-from crm.chat.services.errors import ChatError, ConversationClosed, NotAllowed
+from crm.chat.services.errors import ChatError, ConversationClosed, NotAllowed, NotServing
 from crm.chat.services.inputs import clean_body, clean_client_id
 from crm.chat.widget_settings import widget_settings
 from crm.core.writes import write_transaction
@@ -68,8 +68,14 @@ def send_visitor_message(
     visitor: ChatVisitor,
     body: str,
     client_id: str | None = None,
+    widget_key: str | None = None,
 ) -> SendResult:
-    """A visitor writes; writing into a closed conversation reopens it."""
+    """A visitor writes; writing into a closed conversation reopens it.
+
+    ``widget_key``: the key the visitor's socket connected with. The write is then
+    refused (``NotServing``) when the widget no longer serves under it or the chat
+    was deleted, read in the very statement that allocates the seq.
+    """
     if conversation.visitor_id != visitor.pk:
         raise NotAllowed("This conversation belongs to another visitor.")
     text = clean_body(body)
@@ -81,10 +87,12 @@ def send_visitor_message(
         with write_transaction():
             appended = _append(
                 conversation, **sender, body=text, client_id=client_id, sender_name=name,
-                open_only=True, wrote_before=True,
+                open_only=True, wrote_before=True, widget_key=widget_key,
             )  # fmt: skip
-            if appended is None:  # closed: reopen it under the row lock, then write
+            if appended is None:  # closed (or not serving): look under the row lock
                 conv = lock_conversation(conversation)
+                if widget_key is not None and not _serving(conv, widget_key):
+                    raise NotServing("This chat widget or conversation is no longer available.")
                 if conv.status == ChatConversation.STATUS_CLOSED:
                     set_status(conv, ChatConversation.STATUS_OPEN)
                     append_message(
@@ -205,6 +213,16 @@ def lock_conversation(conversation: ChatConversation) -> ChatConversation:
     )
 
 
+def _serving(conv: ChatConversation, widget_key: str) -> bool:
+    """Whether a locked conversation still takes messages under this widget key."""
+    return (
+        conv.deleted_at is None
+        and ChatWidget.objects.filter(
+            pk=conv.widget_id, public_key=widget_key, is_active=True, deleted_at__isnull=True
+        ).exists()
+    )
+
+
 def _stored_id(
     conv: ChatConversation, *, sender_type: str, sender_id: int, client_id: str
 ) -> int | None:
@@ -273,6 +291,7 @@ def _append(
     open_only: bool = False,
     assigned_only: bool = False,
     wrote_before: bool = False,
+    widget_key: str | None = None,
 ) -> Appended | None:
     """Allocate the next seq and insert the message; queue its event for the commit.
 
@@ -281,7 +300,9 @@ def _append(
     caller's transaction must then roll back, which takes the seq back with it.
     """
     now = timezone.now()
-    allocated = store.allocate_seq(conv.pk, now, open_only=open_only, assigned_only=assigned_only)
+    allocated = store.allocate_seq(
+        conv.pk, now, open_only=open_only, assigned_only=assigned_only, widget_key=widget_key
+    )
     if allocated is None:
         return None
     external_id = uuid.uuid4()

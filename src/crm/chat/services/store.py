@@ -30,7 +30,7 @@ from functools import cache
 
 from django.db import connection
 
-from crm.chat.models import ChatConversation, ChatMessage
+from crm.chat.models import ChatConversation, ChatMessage, ChatWidget
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +43,19 @@ class Allocated:
 
 
 @cache
-def _allocate_sql(open_only: bool, assigned_only: bool) -> str:
+def _allocate_sql(open_only: bool, assigned_only: bool, serving: bool) -> str:
     q = connection.ops.quote_name
     conditions = [f"{q('id')} = %s"]
     if open_only:
         conditions.append(f"{q('status')} <> %s")
     if assigned_only:
         conditions.append(f"{q('user_assigned_id')} IS NOT NULL")
+    if serving:
+        conditions.append(f"{q('deleted_at')} IS NULL")
+        conditions.append(
+            f"{q('widget_id')} IN (SELECT {q('id')} FROM {q(ChatWidget._meta.db_table)} "
+            f"WHERE {q('public_key')} = %s AND {q('is_active')} AND {q('deleted_at')} IS NULL)"
+        )
     return (
         f"UPDATE {q(ChatConversation._meta.db_table)} "
         f"SET {q('last_seq')} = {q('last_seq')} + 1, "
@@ -96,18 +102,28 @@ def _datetime(value: datetime) -> object:
 
 
 def allocate_seq(
-    conversation_pk: int, now: datetime, *, open_only: bool = False, assigned_only: bool = False
+    conversation_pk: int,
+    now: datetime,
+    *,
+    open_only: bool = False,
+    assigned_only: bool = False,
+    widget_key: str | None = None,
 ) -> Allocated | None:
     """Bump the conversation's ``last_seq`` under its row lock; None if no row matched.
 
     ``open_only``: only when not closed; ``assigned_only``: only when someone is
-    assigned. A None then means "take the slow path" (reopen, assign).
+    assigned; ``widget_key``: only when the chat isn't deleted and its widget still
+    serves under this key (a visitor socket's right to write, read in the same
+    statement as the write). A None then means "take the slow path" (reopen,
+    assign, or find out which right is gone).
     """
     params: list[object] = [_datetime(now), _datetime(now), conversation_pk]
     if open_only:
         params.append(ChatConversation.STATUS_CLOSED)
+    if widget_key is not None:
+        params.append(widget_key)
     with connection.cursor() as cursor:
-        cursor.execute(_allocate_sql(open_only, assigned_only), params)
+        cursor.execute(_allocate_sql(open_only, assigned_only, widget_key is not None), params)
         row = cursor.fetchone()
     return None if row is None else Allocated(row[0], row[1], row[2])
 
