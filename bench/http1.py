@@ -53,7 +53,10 @@ class Connection:
         while True:
             event = self.h11.next_event()
             if event is h11.NEED_DATA:
-                self.h11.receive_data(await self.reader.read(65536))
+                data = await self.reader.read(65536)
+                if not data and status == 0:
+                    raise ConnectionError("the server closed the connection before answering")
+                self.h11.receive_data(data)
             elif isinstance(event, h11.Response):
                 status = event.status_code
             elif isinstance(event, h11.Data):

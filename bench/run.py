@@ -23,12 +23,14 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
@@ -566,7 +568,8 @@ class Bench:
             warmup=plan.warmup,
             steps=plan.load_steps,
             step_seconds=plan.load_step_seconds,
-            step_budget=30.0 if plan.quick else 90.0,
+            step_budget=20.0 if plan.quick else 90.0,
+            quiesce=15.0 if plan.quick else 30.0,
             pages=plan.load_pages,
             page_port=servers[0].port,
             cookie=stack.world["cookie"],
@@ -599,11 +602,12 @@ class Bench:
                         f"send -> ack p99 {_ms(m['ack_p99_ms'])})"))  # fmt: skip
         add(Figure(sec, "never delivered live within 10 s", m["undelivered_10s"], "msgs",
                    note=f"(of {m['acked']} acked; {m['never_arrived']} never arrived)"))  # fmt: skip
+        slow = f"(at least: {page['timeouts']} timed out at 10 s)" if page["timeouts"] else ""
         for pct in ("p50", "p99"):
             ms = page[f"{pct}_ms"]
             add(Figure(sec, f"inbox page /crm/chat/ {pct}, {len(page['times_ms'])} requests, "
                        "worker 1", ms, "ms", target="<= 50 ms",
-                       ok=ms is not None and ms <= underload.PAGE_TARGET_MS))  # fmt: skip
+                       ok=ms is not None and ms <= underload.PAGE_TARGET_MS, note=slow))  # fmt: skip
         self.step_figures(sec, raw)
         self.load_notes(raw)
 
@@ -614,7 +618,7 @@ class Bench:
                    note="(delivery p99 <= 100 ms, all acked, persisted, delivered"
                         + (f"; {above:g}/s did not)" if above else ")")))  # fmt: skip
         add(Figure(sec, "max acknowledged msgs/s observed", raw["max_acked_per_s"], "/s"))
-        for s in raw["steps"]:
+        for s in sorted(raw["steps"], key=lambda s: s["offered_per_s"]):
             add(Figure(sec, f"  step {s['offered_per_s']:g} msgs/s offered: delivery p99",
                        s["delivery_p99_ms"], "ms", target="<= 100 ms, none lost", ok=s["held"],
                        note=f"(acked {s['acked_per_s']:.0f}/s; {s['offered'] - s['acked']} "
@@ -628,6 +632,10 @@ class Bench:
             if s["errors"]:
                 notes.append(f"- load at {s['offered_per_s']:g} msgs/s: sends failed: "
                              f"{s['errors']}")  # fmt: skip
+            if not s["went_quiet"]:
+                notes.append(f"- load at {s['offered_per_s']:g} msgs/s: the workers were still "
+                             f"storing or delivering {s['quiesce_s']:.0f} s later; the next "
+                             "step started on top of that.")  # fmt: skip
             if (s["scheduler_lag_p99_ms"] or 0) > 20:
                 notes.append(f"- load at {s['offered_per_s']:g} msgs/s: the load generator fell "
                              f"behind its schedule (p99 {s['scheduler_lag_p99_ms']:.0f} ms late).")  # fmt: skip
@@ -637,13 +645,16 @@ class Bench:
         if raw["saturation_note"]:
             notes.append(f"- load: saturation is a lower bound: {raw['saturation_note']}.")
         bad = {k: v for k, v in raw["inbox_page"]["statuses"].items() if k != "200"}
+        bad.update(
+            {f"warm-up {k}": v for k, v in raw["inbox_page"]["warmup"].items() if k != "200"}
+        )
         if bad:
             notes.append(f"- load: inbox page answers other than 200: {bad}")
         logs = raw["server_log_problems"]
         if logs["lines"]:
+            kinds = "; ".join(f"{n} x {k}" for k, n in list(logs["kinds"].items())[:4])
             notes.append(f"- load: the workers logged {logs['lines']} error lines "
-                         f"({logs['tracebacks']} tracebacks), e.g. {logs['first'][:3]}; "
-                         "see var/bench/load-*.log")  # fmt: skip
+                         f"({logs['tracebacks']} tracebacks): {kinds}; see var/bench/load-*.log")  # fmt: skip
 
     # -------------------------------------------------------------------- inbox
 
@@ -738,17 +749,25 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f} ms"
 
 
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Timeout|Exit)\w*: ")
+
+
 def _log_problems(logs: list[Path], offsets: list[int]) -> dict:
-    """Error lines the workers logged during this run (the logs are appended to)."""
-    lines: list[str] = []
+    """Error lines the workers logged during this run (the logs are appended to), counted
+    by kind: ERROR records (timestamp dropped, paths shortened) and exceptions raised."""
+    kinds: Counter[str] = Counter()
+    tracebacks = 0
     for path, offset in zip(logs, offsets, strict=True):
         with suppress(OSError), path.open("rb") as f:
             f.seek(offset)
-            text = f.read(5_000_000).decode(errors="replace")
-            lines += [ln for ln in text.splitlines() if "ERROR" in ln or "Traceback" in ln]
-    first = list(dict.fromkeys(ln.strip()[:160] for ln in lines if "Traceback" not in ln))
-    return {"lines": len(lines), "tracebacks": sum("Traceback" in ln for ln in lines),
-            "first": first[:5]}  # fmt: skip
+            for line in f.read(20_000_000).decode(errors="replace").splitlines():
+                tracebacks += line.startswith("Traceback")
+                if "ERROR" in line or _EXCEPTION.match(line):
+                    text = re.sub(r"/p/chat/\S+", "/p/chat/…", _STAMP.sub("", line))
+                    kinds[text.strip()[:140]] += 1
+    return {"lines": sum(kinds.values()), "tracebacks": tracebacks,
+            "kinds": dict(kinds.most_common(10))}  # fmt: skip
 
 
 def _git_state() -> dict:

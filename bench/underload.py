@@ -32,13 +32,14 @@ from typing import Any, Protocol
 
 import websockets
 
-from bench import http1, load
+from bench import http1, load, pageprobe
 from bench.common import HOST, PYTHON, ROOT, BenchError, own_cpu_seconds, percentile
 
 ACK_TIMEOUT = 10.0  # a send not acknowledged by then counts as not acknowledged
 LIVE_WITHIN = 10.0  # a delivery later than this after the ack counts as never live
 P99_TARGET_MS = 100.0  # the issue's cross-worker delivery target at 200 msgs/s
 PAGE_TARGET_MS = 50.0  # the issue's inbox page target during load
+PAGE_GRACE = 10.0  # seconds the page probe may run past the load window (slow pages)
 BROWSER_CONNECTIONS = 6  # HTTP connections a browser opens to one host
 STEP_DOWNS = 3  # rates tried below the first step when even that one fails
 _run_ids = itertools.count(1)
@@ -395,6 +396,7 @@ class Setup:
     steps: list[float]
     step_seconds: float
     step_budget: float  # seconds the step-up may start new steps for
+    quiesce: float  # seconds to wait at most for the workers to go quiet after a run
     pages: int
     page_port: int
     cookie: str
@@ -457,32 +459,50 @@ def _meter(setup: Setup) -> Meter:
 async def _main_run(setup: Setup, world: World) -> tuple[dict, dict]:
     probe = await _start_page_probe(setup)
     try:
+        await _page_probe_warm(probe)
         run = await offer(world, setup.rate, setup.seconds, setup.warmup, _meter(setup))
         pages = await _finish_page_probe(probe, setup)
     finally:
         if probe.returncode is None:
             probe.kill()
             await probe.wait()
-    return await _settle(setup, run), pages
+    return await _settle(setup, world, run), pages
 
 
-async def _settle(setup: Setup, run: Run) -> dict[str, Any]:
-    """Let the server finish what it still holds, then count what it stored."""
-    if any(m.ack is None for m in run.messages):
-        await _quiesce(setup)
-    return summarize(run, setup.persisted(f"{run.tag}-"))
+async def _settle(setup: Setup, world: World, run: Run) -> dict[str, Any]:
+    """Let the workers finish what they still hold, then count what they stored.
+
+    Sends that timed out may still be queued in a worker, and deliveries the wait gave
+    up on may still be on their way to the agents: both would load the next step.
+    """
+    waited, quiet = 0.0, True
+    if not all(m.ack and _arrived(m.cross) and _arrived(m.same) for m in run.messages):
+        waited, quiet = await _quiesce(setup, world)
+    result = summarize(run, setup.persisted(f"{run.tag}-"))
+    result.update(quiesce_s=waited, went_quiet=quiet)
+    return result
 
 
-async def _quiesce(setup: Setup, deadline_s: float = 15.0) -> None:
-    """Sends that timed out may still be queued in a worker: wait until the message count
-    stops moving for a second (bounded), so they don't load the next step."""
-    deadline = time.monotonic() + deadline_s
-    last, still_since = setup.quiet(), time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - still_since < 1.0:
+def _arrived(fut: asyncio.Future | None) -> bool:
+    return fut is None or Sent.arrival(fut) is not None
+
+
+async def _quiesce(setup: Setup, world: World) -> tuple[float, bool]:
+    """Wait until the stored rows and the agents' received frames stop moving for a second
+    (bounded); return the seconds waited and whether they did."""
+
+    def state() -> tuple[int, int]:
+        return setup.quiet(), sum(sum(a.received.values()) for a in world.agents)
+
+    t0 = time.monotonic()
+    last, still_since = state(), t0
+    while time.monotonic() - t0 < setup.quiesce:
+        if time.monotonic() - still_since >= 1.0:
+            return time.monotonic() - t0, True
         await asyncio.sleep(0.2)
-        now = setup.quiet()
-        if now != last:
+        if (now := state()) != last:
             last, still_since = now, time.monotonic()
+    return time.monotonic() - t0, False
 
 
 async def step_up(setup: Setup, world: World, main: dict) -> list[dict]:
@@ -534,7 +554,7 @@ def step_downs(first: float, acked_per_s: float) -> list[float]:
 
 async def _step(setup: Setup, world: World, rate: float) -> dict[str, Any]:
     run = await offer(world, rate, setup.step_seconds, 0.0, _meter(setup))
-    result = await _settle(setup, run)
+    result = await _settle(setup, world, run)
     setup.say(f"load: step {rate:g} msgs/s: acked {result['acked_per_s']:.0f}/s, delivery "
               f"p99 {_fmt(result['delivery_p99_ms'])} ms, {result['offered'] - result['acked']} "
               f"not acked, {result['undelivered_10s']} undelivered -> "
@@ -553,17 +573,30 @@ async def _start_page_probe(setup: Setup) -> asyncio.subprocess.Process:
     """The inbox page is timed from a separate process: the load generator's event loop
     (and its GIL) would otherwise add its own delays to the page's round trip."""
     interval = setup.seconds / max(1, setup.pages)
+    deadline = setup.warmup + setup.seconds + PAGE_GRACE
     env = {**os.environ, "CRM_BENCH_COOKIE": setup.cookie}
     return await asyncio.create_subprocess_exec(
         PYTHON, "-m", "bench.pageprobe", "--port", str(setup.page_port), "--path", "/crm/chat/",
         "--count", str(setup.pages), "--interval", f"{interval:.3f}",
-        "--delay", f"{setup.warmup + 0.05:.3f}",
+        "--delay", f"{setup.warmup + 0.05:.3f}", "--deadline", f"{deadline:.1f}",
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
 
+async def _page_probe_warm(probe: asyncio.subprocess.Process) -> None:
+    """Wait (bounded) for the probe's warm-ups, done before the load on an idle server."""
+    assert probe.stdout is not None
+    try:
+        line = await asyncio.wait_for(probe.stdout.readline(), 2 * pageprobe.TIMEOUT + 10)
+    except TimeoutError as exc:
+        raise BenchError("the inbox page probe did not warm up in time") from exc
+    if line.strip() != b"warm":
+        raise BenchError(f"the inbox page probe did not start: {line[:200]!r}")
+
+
 async def _finish_page_probe(probe: asyncio.subprocess.Process, setup: Setup) -> dict:
-    limit = setup.warmup + setup.seconds + 30
+    # The probe stops starting requests at its deadline; the last may take its 10 s.
+    limit = setup.warmup + setup.seconds + PAGE_GRACE + 2 * pageprobe.TIMEOUT + 10
     try:
         out, err = await asyncio.wait_for(probe.communicate(), limit)
     except TimeoutError as exc:
