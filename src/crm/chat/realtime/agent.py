@@ -184,8 +184,8 @@ class AgentSocket(ChatSocket):
         except (ValidationError, ChatError) as exc:
             await self.send_error("invalid", error_text(exc), client_id=client_id)
             return
-        await self.send_json({"type": "ack", "client_id": client_id, "seq": payload["seq"],
-                              "conversation": str(conv.external_id), "message": payload})  # fmt: skip
+        conv_id = str(conv.external_id)
+        await self.send_ack(conv_id, payload, client_id, conversation=conv_id)
 
     def _send(self, conv: ChatConversation, body: Any, client_id: Any) -> MessageJSON:
         result = chat_service.send_agent_message(

@@ -190,6 +190,25 @@ class ChatSocket(WebSocketHandler):
         self.delivered[conv_id] = max(self.delivered.get(conv_id, 0), up_to)
         await self.send_json({"type": "synced", "conversation": conv_id, "up_to": up_to})
 
+    async def send_ack(
+        self, conv_id: str, payload: MessageJSON, client_id: Any, **extra: Any
+    ) -> None:
+        """Acknowledge a send with the stored message.
+
+        When the message directly follows what this socket has delivered, the ack
+        *is* its message frame (``in_order``): the cursor moves, and the live event
+        for the same seq, already on its way, is dropped as a repeat. That saves a
+        frame per message sent; an ack that runs ahead of messages still on their
+        way stays a plain ack, and the live events follow in order.
+        """
+        seq = payload["seq"]
+        frame = {"type": "ack", "client_id": client_id, "seq": seq, "message": payload, **extra}
+        have = self.delivered.get(conv_id)
+        if have is not None and seq == have + 1:
+            self.delivered[conv_id] = seq
+            frame["in_order"] = True
+        await self.send_json(frame)
+
     async def forward_message(self, event: dict, conversation: ChatConversation | None) -> None:
         """Forward a live message event so the socket sees every seq once, in order.
 

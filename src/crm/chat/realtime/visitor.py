@@ -172,8 +172,8 @@ class VisitorSocket(ChatSocket):
         except (ValidationError, ChatError) as exc:
             await self.send_error("invalid", error_text(exc), client_id=client_id)
             return
-        await self.send_json({"type": "ack", "client_id": client_id, "seq": payload["seq"],
-                              "message": payload})  # fmt: skip
+        assert self.conversation is not None
+        await self.send_ack(str(self.conversation.external_id), payload, client_id)
 
     def _send(self, body: Any, client_id: Any) -> MessageJSON:
         assert self.visitor is not None and self.conversation is not None

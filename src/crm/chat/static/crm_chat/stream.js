@@ -4,8 +4,9 @@
 // (DESIGN.md §5), so we show every message once, in seq order, if:
 // - cursor (the seq up to which we hold every message) moves on "synced" marks,
 //   complete polls, and message frames once this socket has synced (before that,
-//   live events can skip seqs its replay is about to send); never on acks, which
-//   can run ahead of messages still on their way;
+//   live events can skip seqs its replay is about to send); on an ack only when the
+//   server marks it in_order (it then stands for the message frame, which is not
+//   sent again); other acks can run ahead of messages still on their way;
 // - messages are kept once by seq, own sends matched back by client_id;
 // - an own send keeps its client_id for every retry, so the server stores it once.
 (function () {
@@ -35,7 +36,7 @@
       var m = s.pending[ev.client_id];
       if (ev.type === "message") { receive(ev.message); if (inOrder) advance(ev.seq); }
       else if (ev.type === "synced") { inOrder = true; advance(ev.up_to); }
-      else if (ev.type === "ack") receive(ev.message);
+      else if (ev.type === "ack") { receive(ev.message); if (inOrder && ev.in_order) advance(ev.seq); }
       else if (ev.type === "error" && m) { s.fail(m, ev.message); if (ev.code === "rate_limited") later(m, ev.retry_after); }
       else return false;
       return true;
