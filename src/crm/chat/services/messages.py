@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TypedDict
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection
@@ -55,6 +56,13 @@ class Appended:
     wrote_before: bool
 
 
+class _Sender(TypedDict):
+    """Who writes a message, as the store's functions take it (keyword arguments)."""
+
+    sender_type: str
+    sender_id: int
+
+
 class _Duplicate(Exception):
     """Raised inside a send's transaction: its client_id is stored already."""
 
@@ -81,7 +89,7 @@ def send_visitor_message(
     text = clean_body(body)
     client_id = clean_client_id(client_id)
     name = visitor.display_name
-    sender = {"sender_type": ChatMessage.SENDER_VISITOR, "sender_id": visitor.pk}
+    sender: _Sender = {"sender_type": ChatMessage.SENDER_VISITOR, "sender_id": visitor.pk}
     before = _state_of(conversation)
     try:
         with write_transaction():
@@ -152,7 +160,7 @@ def send_agent_message(
     text = clean_body(body)
     client_id = clean_client_id(client_id)
     name = agent_display_name(agent)
-    sender = {"sender_type": ChatMessage.SENDER_USER, "sender_id": agent.pk}
+    sender: _Sender = {"sender_type": ChatMessage.SENDER_USER, "sender_id": agent.pk}
     before = _state_of(conversation)
     try:
         with write_transaction():
@@ -318,7 +326,7 @@ def _append(
     if row is None:
         raise _Duplicate()
     conv.last_seq, conv.last_message_at = allocated.seq, now
-    conv.status = allocated.status  # type: ignore[assignment]
+    conv.status = allocated.status
     conv.user_assigned_id = allocated.user_assigned_id
     message = ChatMessage(
         id=row[0], external_id=external_id, conversation=conv, seq=allocated.seq,

@@ -27,10 +27,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from typing import TYPE_CHECKING
 
 from django.db import connection
 
 from crm.chat.models import ChatConversation, ChatMessage, ChatWidget
+
+if TYPE_CHECKING:
+    # What the database adapter takes as a query parameter (django-stubs' own name).
+    from django.db.backends.utils import _SQLType
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,7 @@ def _insert_sql(with_wrote_before: bool) -> str:
     )
 
 
-def _datetime(value: datetime) -> object:
+def _datetime(value: datetime) -> _SQLType:
     return ChatMessage._meta.get_field("created_at").get_db_prep_value(value, connection)
 
 
@@ -117,7 +122,7 @@ def allocate_seq(
     statement as the write). A None then means "take the slow path" (reopen,
     assign, or find out which right is gone).
     """
-    params: list[object] = [_datetime(now), _datetime(now), conversation_pk]
+    params: list[_SQLType] = [_datetime(now), _datetime(now), conversation_pk]
     if open_only:
         params.append(ChatConversation.STATUS_CLOSED)
     if widget_key is not None:
@@ -146,7 +151,7 @@ def insert_message(
     Returns (row id, whether this sender type had written to the conversation
     before); the second is only computed when ``wrote_before`` is asked for.
     """
-    params: list[object] = [
+    params: list[_SQLType] = [
         ChatMessage._meta.get_field("external_id").get_db_prep_value(external_id, connection),
         conversation_pk,
         seq,
