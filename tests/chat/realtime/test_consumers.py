@@ -117,6 +117,39 @@ class VisitorSocketTests:
         assert error["client_id"] == "c-2" and error["code"] == "invalid"
         await comm.disconnect()
 
+    async def test_an_ack_in_order_stands_for_the_message_frame(self, tworld: ChatWorld) -> None:
+        conv = await sync_to_async(tworld.conversation)()
+        comm = await authed_visitor(tworld, conv)
+        await until(comm, "ready")
+        await comm.send_json_to({"type": "send", "body": "one", "client_id": "o-1"})
+        ack = await until(comm, "ack")
+        assert (ack["seq"], ack["in_order"], ack["message"]["body"]) == (1, True, "one")
+        await sync_to_async(tworld.service.send_agent_message)(
+            conversation=conv, agent=tworld.owner, body="two"
+        )
+        seqs = []
+        while not seqs or seqs[-1] < 3:
+            seqs.append((await until(comm, "message"))["seq"])
+        # Seq 1 is not sent again: the ack was its frame. 2 is "Olivia joined the chat."
+        assert seqs == [2, 3]
+        await comm.disconnect()
+
+    async def test_an_ack_that_runs_ahead_is_a_plain_ack(self, tworld: ChatWorld) -> None:
+        conv = await sync_to_async(tworld.conversation)()
+        await sync_to_async(tworld.service.send_agent_message)(
+            conversation=conv, agent=tworld.owner, body="before"
+        )
+        comm = await authed_visitor(tworld, conv, since=0)
+        await until(comm, "ready")
+        # Synced up to 2, so the new message (3) follows in order; its retry acks 3
+        # again, which the socket has already delivered: a plain ack.
+        await comm.send_json_to({"type": "send", "body": "new", "client_id": "n-1"})
+        assert (await until(comm, "ack"))["in_order"] is True
+        await comm.send_json_to({"type": "send", "body": "new", "client_id": "n-1"})
+        again = await until(comm, "ack")
+        assert again["seq"] == 3 and "in_order" not in again
+        await comm.disconnect()
+
     async def test_a_socket_keeps_its_database_connection_between_messages(
         self, tworld: ChatWorld
     ) -> None:
