@@ -20,11 +20,12 @@ next hop on that thread reconnects.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import SyncToAsync
 from django.db import connection, connections
 
 from crm.chat import events
@@ -51,28 +52,29 @@ def socket_db_executor() -> ThreadPoolExecutor:
         return _executor
 
 
-class _SocketDbHop(SyncToAsync):
-    """``SyncToAsync`` on the sockets' executor that keeps its thread's connection."""
-
-    def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().thread_handler(loop, *args, **kwargs)
-        finally:
-            for conn in connections.all(initialized_only=True):
-                if conn.errors_occurred or conn.in_atomic_block:
-                    conn.close_if_unusable_or_obsolete()
-
-
-def database_sync_to_async(func: Any) -> Any:
-    """``sync_to_async`` for sockets: their own threads, the connection kept."""
-    return _SocketDbHop(func, thread_sensitive=False, executor=socket_db_executor())
+def _run_keeping_connection(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return func(*args, **kwargs)
+    finally:
+        for conn in connections.all(initialized_only=True):
+            if conn.errors_occurred or conn.in_atomic_block:
+                conn.close_if_unusable_or_obsolete()
 
 
 async def in_db(func: Any, /, *args: Any, **kwargs: Any) -> Any:
-    """Run ``func`` on a socket database thread; send the events it committed from here."""
+    """Run ``func`` on a socket database thread; send the events it committed from here.
+
+    A plain ``run_in_executor`` with the caller's context, not asgiref's
+    ``SyncToAsync``: nothing here needs its thread-sensitivity or its way back into
+    the loop, and its bookkeeping cost more per message than the rest of the hop.
+    """
+    loop = asyncio.get_running_loop()
     with events.collected() as pending:
+        context = contextvars.copy_context()
         try:
-            return await database_sync_to_async(func)(*args, **kwargs)
+            return await loop.run_in_executor(
+                socket_db_executor(), context.run, _run_keeping_connection, func, args, kwargs
+            )
         finally:  # what committed is sent even if the hop failed afterwards
             for groups, event in pending:
                 await events.send_now_async(groups, event)
