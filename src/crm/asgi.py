@@ -16,10 +16,12 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from crm.chat.routing import websocket_urlpatterns  # noqa: E402
+from crm.core.http_limit import ConcurrencyLimit  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Bursts wait in the event loop, not in hundreds of threads (http_limit.py).
+        "http": ConcurrencyLimit(django_asgi_app),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

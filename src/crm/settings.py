@@ -80,6 +80,8 @@ if env_str("CRM_CHAT_SOCKET_RECHECK_SECONDS"):
     CRM_CHAT_SOCKET_RECHECK_SECONDS = env_int("CRM_CHAT_SOCKET_RECHECK_SECONDS", 0, minimum=1)
 if env_str("CRM_CHAT_SOCKET_DB_THREADS"):
     CRM_CHAT_SOCKET_DB_THREADS = env_int("CRM_CHAT_SOCKET_DB_THREADS", 4, minimum=1)
+if env_str("CRM_HTTP_CONCURRENCY"):
+    CRM_HTTP_CONCURRENCY = env_int("CRM_HTTP_CONCURRENCY", 0, minimum=1)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -166,7 +168,8 @@ def _databases() -> dict:
         config.setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             # The sockets' database threads keep one connection each
-            # (CRM_CHAT_SOCKET_DB_THREADS); the rest serve requests and the worker.
+            # (CRM_CHAT_SOCKET_DB_THREADS), requests take one each while they run
+            # (at most CRM_HTTP_CONCURRENCY at once); the rest is headroom.
             "max_size": env_int("CRM_DB_POOL_SIZE", 16, minimum=1),
             "timeout": 10,
             # After a lost connection the pool retries with a doubling delay for up to

@@ -1,0 +1,50 @@
+"""At most ``CRM_HTTP_CONCURRENCY`` requests of a process run in Django at once.
+
+Django's ASGI handler runs each request's synchronous code in a thread of its
+own (asgiref's ``ThreadSensitiveContext``), with no upper bound. Under a burst
+that is hundreds of threads at once, each wanting a database connection: the
+PostgreSQL pool runs dry and requests fail after its timeout (503), SQLite's
+writers pile up behind its lock, and the sockets' threads starve for CPU. The
+rest of a burst waits here instead, in the event loop, where waiting costs
+nothing and the order is first come, first served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from crm.conf import crm_settings
+
+
+def http_concurrency() -> int:
+    """The configured limit, or a default that fits the database's connections."""
+    from django.db import connection
+
+    configured = crm_settings.CRM_HTTP_CONCURRENCY
+    if configured:
+        return int(configured)
+    return 4 if connection.vendor == "sqlite" else 8
+
+
+class ConcurrencyLimit:
+    """ASGI middleware: a semaphore per event loop around the wrapped app."""
+
+    def __init__(self, app: Any, limit: int | None = None) -> None:
+        self.app = app
+        self.limit = limit
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = asyncio.Semaphore(self.limit or http_concurrency())
+        return slots
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async with self._semaphore():
+            await self.app(scope, receive, send)
