@@ -80,6 +80,22 @@ class RedisHubTests:
         # This process's member got it directly, and not a second time from Redis.
         assert await local.drain(idle=0.3) == [{"type": "chat.event", "seq": 1}]
 
+    async def test_groups_joined_while_the_subscriber_connects_are_all_subscribed(
+        self, pair: tuple[Hub, Hub], caplog: pytest.LogCaptureFixture
+    ) -> None:
+        mine, other = pair
+        listeners = [Listener(other) for _ in range(20)]
+        # The first join starts the subscriber's connection; the others come while
+        # it is connecting.
+        first = asyncio.ensure_future(listeners[0].join("g0"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await asyncio.gather(first, *(lst.join(f"g{i}") for i, lst in enumerate(listeners) if i))
+        assert "did not confirm" not in caplog.text
+        for i in range(20):
+            await mine.publish([f"g{i}"], {"type": "chat.event", "g": i})
+        assert [(await _next(lst))["g"] for lst in listeners] == list(range(20))
+
     async def test_events_keep_their_order_across_processes(self, pair: tuple[Hub, Hub]) -> None:
         mine, other = pair
         remote = Listener(other)

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 # local sockets already got it).
 ORIGIN = os.urandom(8).hex().encode()
 _ORIGIN_LEN = len(ORIGIN)
-SUBSCRIBE_TIMEOUT = 5.0
+SUBSCRIBE_TIMEOUT = 3.0
 RESYNC = {"type": "chat.resync"}
 
 
@@ -211,10 +211,14 @@ class Hub:
             self.redis_url, retry=Retry(NoBackoff(), 0), client_name=self.client_name
         )
         self._pubsub = client.pubsub()
-        channels = [self.prefix + group for group in self._subscribed]
         # Listening needs one subscription at least; this channel carries nothing.
-        await self._pubsub.subscribe(self.prefix + "-", *channels)
+        await self._pubsub.subscribe(self.prefix + "-")
+        # From here on a new group subscribes itself (``join``); every group joined
+        # before is in this list, taken with no await in between.
         self._connected.set()
+        groups = [self.prefix + group for group in self._subscribed]
+        if groups:
+            await self._pubsub.subscribe(*groups)
 
     async def _read(self) -> None:
         prefix_len = len(self.prefix)
