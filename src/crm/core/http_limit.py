@@ -19,13 +19,26 @@ from crm.conf import crm_settings
 
 
 def http_concurrency() -> int:
-    """The configured limit, or a default that fits the database's connections."""
+    """The configured limit, or a default that fits the database's connections.
+
+    On PostgreSQL the default leaves the sockets' threads their connections and
+    one for the session lookup of new sockets: a request holds a connection for
+    as long as it runs, so more requests at once than connections would only
+    queue inside the pool, with its timeout, instead of here.
+    """
     from django.db import connection
 
     configured = crm_settings.CRM_HTTP_CONCURRENCY
     if configured:
         return int(configured)
-    return 4 if connection.vendor == "sqlite" else 8
+    if connection.vendor == "sqlite":
+        return 4
+    pool = connection.settings_dict.get("OPTIONS", {}).get("pool")
+    if not isinstance(pool, dict) or not pool.get("max_size"):
+        return 8
+    from crm.chat.realtime.db import socket_db_threads
+
+    return max(1, min(8, int(pool["max_size"]) - socket_db_threads() - 1))
 
 
 class ConcurrencyLimit:

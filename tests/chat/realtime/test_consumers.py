@@ -150,9 +150,12 @@ class VisitorSocketTests:
         assert again["seq"] == 3 and "in_order" not in again
         await comm.disconnect()
 
-    async def test_a_socket_keeps_its_database_connection_between_messages(
+    async def test_a_socket_opens_no_database_connection_per_message(
         self, tworld: ChatWorld
     ) -> None:
+        """SQLite: the socket thread keeps its connection. PostgreSQL: each hop takes
+        a pooled one and gives it back, and the pool opens no new connection."""
+        from django.db import connection
         from django.db.backends.signals import connection_created
 
         conv = await sync_to_async(tworld.conversation)()
@@ -160,6 +163,8 @@ class VisitorSocketTests:
         await until(comm, "ready")
         await comm.send_json_to({"type": "send", "body": "warm up", "client_id": "w-0"})
         await until(comm, "ack")
+        pool = getattr(connection, "pool", None)
+        physical = pool.get_stats()["connections_num"] if pool is not None else 0
         opened: list[object] = []
 
         def count(sender: object, **kwargs: object) -> None:
@@ -174,7 +179,10 @@ class VisitorSocketTests:
                 await until(comm, "ack")
         finally:
             connection_created.disconnect(count)
-        assert opened == []
+        if pool is None:
+            assert opened == []
+        else:
+            assert pool.get_stats()["connections_num"] == physical
         await comm.disconnect()
 
     async def test_it_never_forwards_internal_notes(self, tworld: ChatWorld) -> None:

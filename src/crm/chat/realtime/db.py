@@ -12,10 +12,12 @@ visitor's message reached an agent on another worker seconds later
 - SQLite: one thread, since SQLite has one writer anyway; it queues with the HTTP
   writers of the process in ``crm.core.writes`` instead of SQLite's busy timeout.
 
-A hop keeps its thread's connection between messages (Channels'
-``database_sync_to_async`` closed it around every hop: ~0.9 ms per message on
-SQLite) and closes it only when it failed, e.g. after a database restart; the
-next hop on that thread reconnects.
+On SQLite a hop keeps its thread's connection between messages (opening one
+costs ~0.9 ms with its PRAGMAs) and closes it only when it failed; the next hop
+reconnects. On PostgreSQL a hop gives its pooled connection back when it ends
+(microseconds), so idle socket threads never hold connections that requests or
+other processes' needs could use: with a small pool (``CRM_DB_POOL_SIZE``) a
+kept connection per thread starved the session lookups of new sockets.
 """
 
 from __future__ import annotations
@@ -36,10 +38,17 @@ _executor_lock = threading.Lock()
 
 
 def socket_db_threads() -> int:
-    """How many threads the sockets' database work runs on in this process."""
+    """How many threads the sockets' database work runs on in this process.
+
+    At most half the connection pool, so requests always find connections too.
+    """
     if connection.vendor == "sqlite":
         return 1
-    return int(crm_settings.CRM_CHAT_SOCKET_DB_THREADS)
+    threads = int(crm_settings.CRM_CHAT_SOCKET_DB_THREADS)
+    pool = connection.settings_dict.get("OPTIONS", {}).get("pool")
+    if isinstance(pool, dict) and pool.get("max_size"):
+        threads = min(threads, max(1, int(pool["max_size"]) // 2))
+    return threads
 
 
 def socket_db_executor() -> ThreadPoolExecutor:
@@ -52,13 +61,15 @@ def socket_db_executor() -> ThreadPoolExecutor:
         return _executor
 
 
-def _run_keeping_connection(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _run_in_thread(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
         return func(*args, **kwargs)
     finally:
         for conn in connections.all(initialized_only=True):
             if conn.errors_occurred or conn.in_atomic_block:
                 conn.close_if_unusable_or_obsolete()
+            elif getattr(conn, "pool", None) is not None:
+                conn.close()  # back to the pool
 
 
 async def in_db(func: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -73,7 +84,7 @@ async def in_db(func: Any, /, *args: Any, **kwargs: Any) -> Any:
         context = contextvars.copy_context()
         try:
             return await loop.run_in_executor(
-                socket_db_executor(), context.run, _run_keeping_connection, func, args, kwargs
+                socket_db_executor(), context.run, _run_in_thread, func, args, kwargs
             )
         finally:  # what committed is sent even if the hop failed afterwards
             for groups, event in pending:
