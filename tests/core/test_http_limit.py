@@ -38,7 +38,7 @@ def test_the_default_fits_the_database(settings, db) -> None:  # type: ignore[no
     settings.CRM_HTTP_CONCURRENCY = 0
     from django.db import connection
 
-    # SQLite: 4. PostgreSQL's default pool of 16: 8 (16 - 4 socket threads - 1 >= 8).
+    # SQLite: 4. PostgreSQL's default pool of 16: 8 (16 - 4 socket threads >= 8).
     assert http_concurrency() == (4 if connection.vendor == "sqlite" else 8)
     settings.CRM_HTTP_CONCURRENCY = 12
     assert http_concurrency() == 12

@@ -21,10 +21,10 @@ from crm.conf import crm_settings
 def http_concurrency() -> int:
     """The configured limit, or a default that fits the database's connections.
 
-    On PostgreSQL the default leaves the sockets' threads their connections and
-    one for the session lookup of new sockets: a request holds a connection for
-    as long as it runs, so more requests at once than connections would only
-    queue inside the pool, with its timeout, instead of here.
+    On PostgreSQL the default is what the pool has left beside the sockets'
+    threads (at least 2, at most 8): a request holds a connection while it runs,
+    so many more requests at once than connections would only queue inside the
+    pool, with its timeout, instead of here; a few more only wait a hop's time.
     """
     from django.db import connection
 
@@ -38,7 +38,7 @@ def http_concurrency() -> int:
         return 8
     from crm.chat.realtime.db import socket_db_threads
 
-    return max(1, min(8, int(pool["max_size"]) - socket_db_threads() - 1))
+    return max(2, min(8, int(pool["max_size"]) - socket_db_threads()))
 
 
 class ConcurrencyLimit:
