@@ -232,6 +232,19 @@ def conversation_get(*, agent: Agent, external_id: UUID) -> ChatConversation | N
     )
 
 
+def conversation_for_socket(*, agent: Agent, external_id: UUID) -> ChatConversation | None:
+    """``conversation_get`` for the agent socket's per-frame check: the same rule,
+    only the visitor joined in (the socket needs no widget, person, lead or
+    assignee), no ordering: a lighter statement, run before every write."""
+    rows = (
+        visible_conversations(agent=agent, include_deleted=True)
+        .select_related("visitor")
+        .filter(external_id=external_id)
+        .order_by()[:1]
+    )
+    return next(iter(rows), None)
+
+
 def last_messages(*, conversations: list[ChatConversation]) -> dict[int, ChatMessage]:
     """The newest visitor or agent message of each conversation (list previews).
 

@@ -123,7 +123,7 @@ class AgentSocket(ChatSocket):
         if fresh:
             self.user = self._fresh_agent()
             self.can_reply = self.user.has_perm(rights.REPLY_CHAT)
-        return selectors.conversation_get(agent=self.agent, external_id=conv_id)
+        return selectors.conversation_for_socket(agent=self.agent, external_id=conv_id)
 
     async def _conversation(self, content: dict, *, fresh: bool = False) -> ChatConversation | None:
         """The conversation a frame names, if this agent may open it.
