@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Required, TypedDict, Unpack
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection
@@ -61,6 +61,17 @@ class _Sender(TypedDict):
 
     sender_type: str
     sender_id: int
+
+
+class NewMessage(TypedDict, total=False):
+    """What a new message is made of (``append_message``'s keyword arguments)."""
+
+    sender_type: Required[str]
+    body: Required[str]
+    sender_id: int | None
+    client_id: str | None
+    internal: bool
+    sender_name: str | None
 
 
 class _Duplicate(Exception):
@@ -290,16 +301,11 @@ def sync_conversation(target: ChatConversation, source: ChatConversation) -> Non
 def _append(
     conv: ChatConversation,
     *,
-    sender_type: str,
-    body: str,
-    sender_id: int | None = None,
-    client_id: str | None = None,
-    internal: bool = False,
-    sender_name: str | None = None,
     open_only: bool = False,
     assigned_only: bool = False,
     wrote_before: bool = False,
     widget_key: str | None = None,
+    **new: Unpack[NewMessage],
 ) -> Appended | None:
     """Allocate the next seq and insert the message; queue its event for the commit.
 
@@ -314,6 +320,9 @@ def _append(
     if allocated is None:
         return None
     external_id = uuid.uuid4()
+    sender_type, body = new["sender_type"], new["body"]
+    sender_id, client_id = new.get("sender_id"), new.get("client_id")
+    internal = new.get("internal", False)
     try:
         row = store.insert_message(
             conversation_pk=conv.pk, seq=allocated.seq, sender_type=sender_type,
@@ -334,27 +343,15 @@ def _append(
         is_internal=internal, created_at=now,
     )  # fmt: skip
     message._state.adding, message._state.db = False, connection.alias
-    payload = message_payload(message, sender_name=sender_name or "System")
+    payload = message_payload(message, sender_name=new.get("sender_name") or "System")
     events.publish_on_commit(events.message_event(conv.external_id, payload))
     return Appended(message, payload, row[1])
 
 
-def append_message(
-    conv: ChatConversation,
-    *,
-    sender_type: str,
-    body: str,
-    sender_id: int | None = None,
-    client_id: str | None = None,
-    internal: bool = False,
-    sender_name: str | None = None,
-) -> ChatMessage:
+def append_message(conv: ChatConversation, **new: Unpack[NewMessage]) -> ChatMessage:
     """Append a message to a locked conversation (system lines, actions)."""
     try:
-        appended = _append(
-            conv, sender_type=sender_type, body=body, sender_id=sender_id,
-            client_id=client_id, internal=internal, sender_name=sender_name,
-        )  # fmt: skip
+        appended = _append(conv, **new)
     except _Duplicate as exc:
         raise ChatError("The message could not be stored; please retry.") from exc
     assert appended is not None  # an unconditional allocation always finds the row
