@@ -11,6 +11,7 @@ pages of live widgets answer 404 for it and the other way round.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -97,20 +98,15 @@ def widget_toggle(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse
 def widget_delete(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Ask on GET, soft-delete on POST: the widget stops serving, its chats stay."""
     widget = _get_widget_or_404(external_id)
-    if request.method == "POST":
-        try:
-            chat_service.delete_widget(widget=widget)
-        except ChatError as exc:  # deleted in another tab meanwhile
-            messages.error(request, exc.message)
-            return redirect("crm-chat-widget-index")
-        messages.success(
-            request,
-            f"Deleted {widget.name}. Its conversations stay in the inbox; "
-            "restore the widget from Deleted widgets.",
-        )
-        return redirect("crm-chat-widget-index")
-    context = {"widget": widget, "cancel_url": _edit_url(widget)}
-    return render(request, "crm_chat/widget_confirm_delete.html", context)
+    return _confirm_then_act(
+        request,
+        widget,
+        act=lambda: chat_service.delete_widget(widget=widget),
+        done=f"Deleted {widget.name}. Its conversations stay in the inbox; "
+        "restore the widget from Deleted widgets.",
+        then=reverse("crm-chat-widget-index"),
+        template="crm_chat/widget_confirm_delete.html",
+    )
 
 
 @login_required
@@ -170,20 +166,41 @@ def _count(n: int, noun: str) -> str:
 def widget_regenerate(request: AuthedHttpRequest, external_id: UUID) -> HttpResponse:
     """Ask on GET, issue a new public key on POST (the old snippet stops working)."""
     widget = _get_widget_or_404(external_id)
-    if request.method == "POST":
-        try:
-            chat_service.regenerate_public_key(widget=widget)
-        except ChatError as exc:  # deleted in another tab meanwhile
-            messages.error(request, exc.message)
-            return redirect("crm-chat-widget-index")
-        messages.success(
-            request,
-            f"Issued a new public key for {widget.name}. "
-            "Replace the embed snippet on every site that uses it.",
-        )
-        return redirect(_edit_url(widget))
-    context = {"widget": widget, "cancel_url": _edit_url(widget)}
-    return render(request, "crm_chat/widget_confirm_regenerate.html", context)
+    return _confirm_then_act(
+        request,
+        widget,
+        act=lambda: chat_service.regenerate_public_key(widget=widget),
+        done=f"Issued a new public key for {widget.name}. "
+        "Replace the embed snippet on every site that uses it.",
+        then=_edit_url(widget),
+        template="crm_chat/widget_confirm_regenerate.html",
+    )
+
+
+def _confirm_then_act(
+    request: AuthedHttpRequest,
+    widget: ChatWidget,
+    *,
+    act: Callable[[], object],
+    done: str,
+    then: str,
+    template: str,
+) -> HttpResponse:
+    """GET asks (``template``); POST acts, says ``done`` and goes to ``then``.
+
+    A widget deleted in another tab meanwhile is refused by the service: the
+    message says so and the list is shown instead.
+    """
+    if request.method != "POST":
+        context = {"widget": widget, "cancel_url": _edit_url(widget)}
+        return render(request, template, context)
+    try:
+        act()
+    except ChatError as exc:
+        messages.error(request, exc.message)
+        return redirect("crm-chat-widget-index")
+    messages.success(request, done)
+    return redirect(then)
 
 
 def _widget_form(request: AuthedHttpRequest, widget: ChatWidget) -> HttpResponse:
