@@ -33,12 +33,11 @@ two workers acknowledge about 80-120 messages a second through the proxy, so the
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,16 +87,6 @@ RECOVERY_DEADLINE = 45.0  # per fault: every client writing again
 @pytest.fixture
 def tworld(transactional_db: None) -> ChatWorld:
     return make_world()
-
-
-@pytest.fixture
-def quiet_http_log() -> Iterator[None]:
-    """Thousands of fallback requests would bury the summary line in httpx's log."""
-    log = logging.getLogger("httpx")
-    level = log.level
-    log.setLevel(logging.WARNING)
-    yield
-    log.setLevel(level)
 
 
 @dataclass

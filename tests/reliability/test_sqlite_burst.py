@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 import signal
@@ -35,7 +34,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,16 +213,6 @@ def _summary(answers: list[Answer], product: Product) -> str:
     failed = [a for a in answers if a.status not in {201, 429}]
     sample = failed[0].body if failed else None
     return f"statuses {dict(statuses)}, first other answer {sample}\n{product.log_tail()}"
-
-
-@pytest.fixture
-def quiet_http_log() -> Iterator[None]:
-    """Hundreds of requests would bury a failure's summary in httpx's log."""
-    log = logging.getLogger("httpx")
-    level = log.level
-    log.setLevel(logging.WARNING)
-    yield
-    log.setLevel(level)
 
 
 @pytest.mark.usefixtures("quiet_http_log")
