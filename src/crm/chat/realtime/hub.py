@@ -287,7 +287,9 @@ def publish_from_thread(groups: list[str], message: dict[str, Any]) -> None:
     with _hubs_lock:
         hubs = [hub for loop, hub in _hubs.items() if not loop.is_closed()]
     for hub in hubs:
-        hub.loop.call_soon_threadsafe(hub.fan_out, groups, message)
+        # RuntimeError: that loop closed meanwhile (a server shutting down).
+        with contextlib.suppress(RuntimeError):
+            hub.loop.call_soon_threadsafe(hub.fan_out, groups, message)
     url = redis_url()
     if url is None:
         return

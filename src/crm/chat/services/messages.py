@@ -131,6 +131,9 @@ def send_visitor_message(
     except _Duplicate:
         _restore_state(conversation, before)
         return _stored(conversation, **sender, client_id=client_id, sender_name=name)
+    except BaseException:
+        _restore_state(conversation, before)  # rolled back: the instance says so too
+        raise
     return SendResult(appended.message, True, appended.payload)
 
 
@@ -194,6 +197,9 @@ def send_agent_message(
     except _Duplicate:
         _restore_state(conversation, before)
         return _stored(conversation, **sender, client_id=client_id, sender_name=name)
+    except BaseException:
+        _restore_state(conversation, before)  # rolled back: the instance says so too
+        raise
     return SendResult(appended.message, True, appended.payload)
 
 
