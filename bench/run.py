@@ -3,7 +3,7 @@
 Phases (each bounded in count and time, all on 127.0.0.1):
 
 1. baseline  bare ASGI broadcast server (bench/baseline_server.py), same uvicorn + wsproto
-2. sqlite    the product on SQLite + in-memory channel layer, one worker; widget weight;
+2. sqlite    the product on SQLite, events in the process, one worker; widget weight;
              py-spy profile of the delivery hot path
 3. postgres  the product on PostgreSQL (database crm_bench) + a private Redis (db 14),
              one worker, then two; persisted messages per worker-CPU-second
@@ -374,7 +374,7 @@ class Bench:
 
     def run_sqlite(self) -> None:
         env = self.product_env("sqlite")
-        stack = Stack("sqlite", "Product: SQLite + in-memory channel layer, 1 worker", env,
+        stack = Stack("sqlite", "Product: SQLite, events in the process, 1 worker", env,
                       Db(sqlite_path=Path(env["CRM_DATA_DIR"]) / "crm.sqlite3"))  # fmt: skip
         self.stack.callback(stack.db.close)
         self.run_product(stack, workers=(1,))
@@ -388,7 +388,7 @@ class Bench:
         url = recreate_database(self.plan.postgres, REALTIME_DB)
         self.stack.callback(drop_database, self.plan.postgres, REALTIME_DB)
         env = self.product_env("postgres", DATABASE_URL=url, REDIS_URL=redis.url(14))
-        stack = Stack("postgres", "Product: PostgreSQL + Redis (RedisPubSubChannelLayer)", env,
+        stack = Stack("postgres", "Product: PostgreSQL + Redis (events over Redis pub/sub)", env,
                       Db(pg_url=url), others=[redis.proc.pid])  # fmt: skip
         self.stack.callback(stack.db.close)
         self.run_product(stack, workers=(1, 2))
