@@ -27,8 +27,9 @@ DEFAULTS: dict[str, Any] = {
     # Threads per process for the sockets' database work on PostgreSQL, each holding
     # one pooled connection (SQLite always uses one: it has one writer).
     "CRM_CHAT_SOCKET_DB_THREADS": 4,
-    # HTTP requests one process runs in Django at once; the rest wait their turn in
-    # the event loop (0: 4 on SQLite, 8 on PostgreSQL; see crm.core.http_limit).
+    # Public widget requests one process runs in Django at once (CRM pages get a lane
+    # of half as many); the rest wait their turn in the event loop (0: 4 on SQLite,
+    # 8 on PostgreSQL; see crm.core.http_limit).
     "CRM_HTTP_CONCURRENCY": 0,
     # Abuse limits of the public widget API: action -> (requests, window seconds),
     # counted per visitor token and per client IP (IP limits are 4x the token's).

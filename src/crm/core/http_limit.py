@@ -41,23 +41,41 @@ def http_concurrency() -> int:
     return max(2, min(8, int(pool["max_size"]) - socket_db_threads()))
 
 
+# Requests of the public widget endpoints (visitors, any website) and those of the
+# CRM (agents) take their slots from separate lanes, so a burst of visitor sends
+# can't make an agent's inbox page wait behind it.
+PUBLIC_PREFIX = "/p/"
+
+
+def lane(path: str) -> str:
+    return "public" if path.startswith(PUBLIC_PREFIX) else "crm"
+
+
 class ConcurrencyLimit:
-    """ASGI middleware: a semaphore per event loop around the wrapped app."""
+    """ASGI middleware: per event loop, one semaphore per lane around the wrapped app.
+
+    The public lane gets ``limit`` slots (``CRM_HTTP_CONCURRENCY``), the CRM lane
+    half as many (at least 2): agents are few, and their pages must stay quick.
+    """
 
     def __init__(self, app: Any, limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
-        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._slots: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]
+        ] = weakref.WeakKeyDictionary()
 
-    def _semaphore(self) -> asyncio.Semaphore:
+    def _semaphore(self, path: str) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
-        slots = self._slots.get(loop)
-        if slots is None:
-            slots = self._slots[loop] = asyncio.Semaphore(self.limit or http_concurrency())
-        return slots
+        lanes = self._slots.get(loop)
+        if lanes is None:
+            public = self.limit or http_concurrency()
+            lanes = self._slots[loop] = {
+                "public": asyncio.Semaphore(public),
+                "crm": asyncio.Semaphore(max(2, public // 2)),
+            }
+        return lanes[lane(path)]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        async with self._semaphore():
+        async with self._semaphore(scope.get("path", "")):
             await self.app(scope, receive, send)
