@@ -23,10 +23,9 @@ from crm.chat.services.errors import NotAllowed
 from crm.chat.services.messages import (
     append_message,
     assign_locked,
-    lock_conversation,
     set_status,
-    sync_conversation,
 )
+from crm.chat.services.store import lock_conversation, sync_conversation
 from crm.core.writes import write_transaction
 
 

@@ -19,7 +19,8 @@ from django.utils import timezone
 from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor
 from crm.chat.payloads import sender_names
 from crm.chat.services.errors import AlreadyConverted, NotAllowed
-from crm.chat.services.messages import append_message, lock_conversation, sync_conversation
+from crm.chat.services.messages import append_message
+from crm.chat.services.store import lock_conversation, sync_conversation
 from crm.core import selectors as core_selectors
 from crm.core import services as core_services
 from crm.core.models import Lead, Person

@@ -17,6 +17,7 @@ auto-reply, which must run under the same lock to stay at one per conversation.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Required, TypedDict, Unpack
 
@@ -31,6 +32,7 @@ from crm.chat.payloads import MessageJSON, agent_display_name, message_payload
 from crm.chat.services import store
 from crm.chat.services.errors import ChatError, ConversationClosed, NotAllowed, NotServing
 from crm.chat.services.inputs import clean_body, clean_client_id
+from crm.chat.services.store import lock_conversation, sync_conversation
 from crm.chat.widget_settings import widget_settings
 from crm.core.writes import write_transaction
 
@@ -101,38 +103,59 @@ def send_visitor_message(
     client_id = clean_client_id(client_id)
     name = visitor.display_name
     sender: _Sender = {"sender_type": ChatMessage.SENDER_VISITOR, "sender_id": visitor.pk}
+
+    def write() -> Appended:
+        appended = _append(
+            conversation, **sender, body=text, client_id=client_id, sender_name=name,
+            open_only=True, wrote_before=True, widget_key=widget_key,
+        )  # fmt: skip
+        if appended is None:  # closed (or not serving): look under the row lock
+            conv = lock_conversation(conversation)
+            if widget_key is not None and not _serving(conv, widget_key):
+                raise NotServing("This chat widget or conversation is no longer available.")
+            if conv.status == ChatConversation.STATUS_CLOSED:
+                set_status(conv, ChatConversation.STATUS_OPEN)
+                append_message(
+                    conv,
+                    sender_type=ChatMessage.SENDER_SYSTEM,
+                    body="The visitor reopened the chat.",
+                )
+            appended = _append(
+                conv, **sender, body=text, client_id=client_id, sender_name=name,
+                wrote_before=True,
+            )  # fmt: skip
+            assert appended is not None
+            sync_conversation(conversation, conv)
+        if not appended.wrote_before:
+            notifications.on_first_visitor_message(conversation)
+        auto_reply_if_offline(conversation)
+        return appended
+
+    return _send(conversation, sender, client_id, name, write)
+
+
+def _send(
+    conversation: ChatConversation,
+    sender: _Sender,
+    client_id: str | None,
+    name: str,
+    write: Callable[[], Appended],
+) -> SendResult:
+    """Run a send's ``write`` in one write transaction.
+
+    A ``client_id`` stored before rolls the whole send back and returns the stored
+    message; any failure leaves the caller's conversation instance as it was, since
+    the transaction rolled back.
+    """
     before = _state_of(conversation)
     try:
         with write_transaction():
-            appended = _append(
-                conversation, **sender, body=text, client_id=client_id, sender_name=name,
-                open_only=True, wrote_before=True, widget_key=widget_key,
-            )  # fmt: skip
-            if appended is None:  # closed (or not serving): look under the row lock
-                conv = lock_conversation(conversation)
-                if widget_key is not None and not _serving(conv, widget_key):
-                    raise NotServing("This chat widget or conversation is no longer available.")
-                if conv.status == ChatConversation.STATUS_CLOSED:
-                    set_status(conv, ChatConversation.STATUS_OPEN)
-                    append_message(
-                        conv,
-                        sender_type=ChatMessage.SENDER_SYSTEM,
-                        body="The visitor reopened the chat.",
-                    )
-                appended = _append(
-                    conv, **sender, body=text, client_id=client_id, sender_name=name,
-                    wrote_before=True,
-                )  # fmt: skip
-                assert appended is not None
-                sync_conversation(conversation, conv)
-            if not appended.wrote_before:
-                notifications.on_first_visitor_message(conversation)
-            auto_reply_if_offline(conversation)
+            appended = write()
     except _Duplicate:
         _restore_state(conversation, before)
         return _stored(conversation, **sender, client_id=client_id, sender_name=name)
     except BaseException:
-        _restore_state(conversation, before)  # rolled back: the instance says so too
+        _restore_state(conversation, before)
         raise
     return SendResult(appended.message, True, appended.payload)
 
@@ -175,32 +198,27 @@ def send_agent_message(
     client_id = clean_client_id(client_id)
     name = agent_display_name(agent)
     sender: _Sender = {"sender_type": ChatMessage.SENDER_USER, "sender_id": agent.pk}
-    before = _state_of(conversation)
-    try:
-        with write_transaction():
-            appended = _append(
-                conversation, **sender, body=text, client_id=client_id, sender_name=name,
-                open_only=True, assigned_only=True,
-            )  # fmt: skip
-            if appended is None:  # closed or unassigned: look under the row lock
-                conv = lock_conversation(conversation)
-                if conv.status == ChatConversation.STATUS_CLOSED:
-                    if client_id and _stored_id(conv, **sender, client_id=client_id):
-                        raise _Duplicate()  # a retry of a reply sent before it closed
-                    raise ConversationClosed("This chat is closed; reopen it to reply.")
-                if conv.user_assigned_id is None:
-                    assign_locked(conv, agent, by=agent)
-                appended = _append(conv, **sender, body=text, client_id=client_id, sender_name=name)
-                assert appended is not None
-                sync_conversation(conversation, conv)
-            notifications.on_agent_message(appended.message)
-    except _Duplicate:
-        _restore_state(conversation, before)
-        return _stored(conversation, **sender, client_id=client_id, sender_name=name)
-    except BaseException:
-        _restore_state(conversation, before)  # rolled back: the instance says so too
-        raise
-    return SendResult(appended.message, True, appended.payload)
+
+    def write() -> Appended:
+        appended = _append(
+            conversation, **sender, body=text, client_id=client_id, sender_name=name,
+            open_only=True, assigned_only=True,
+        )  # fmt: skip
+        if appended is None:  # closed or unassigned: look under the row lock
+            conv = lock_conversation(conversation)
+            if conv.status == ChatConversation.STATUS_CLOSED:
+                if client_id and _stored_id(conv, **sender, client_id=client_id):
+                    raise _Duplicate()  # a retry of a reply sent before it closed
+                raise ConversationClosed("This chat is closed; reopen it to reply.")
+            if conv.user_assigned_id is None:
+                assign_locked(conv, agent, by=agent)
+            appended = _append(conv, **sender, body=text, client_id=client_id, sender_name=name)
+            assert appended is not None
+            sync_conversation(conversation, conv)
+        notifications.on_agent_message(appended.message)
+        return appended
+
+    return _send(conversation, sender, client_id, name, write)
 
 
 def send_system_message(
@@ -223,19 +241,6 @@ def send_system_message(
 
 
 # ------------------------------------------- primitives, under the row lock only
-
-
-def lock_conversation(conversation: ChatConversation) -> ChatConversation:
-    """Lock the conversation row: it serialises seq allocation and status changes.
-
-    ``of=("self",)``: the widget joined in must not be locked too, or every send
-    on one widget would queue behind the others.
-    """
-    return (
-        ChatConversation.objects.select_for_update(of=("self",))
-        .select_related("widget")
-        .get(pk=conversation.pk)
-    )
 
 
 def _serving(conv: ChatConversation, widget_key: str) -> bool:
@@ -292,16 +297,6 @@ def _restore_state(conversation: ChatConversation, state: tuple[object, ...]) ->
     """Undo what a rolled-back send wrote onto the caller's instance."""
     for field, value in zip(_STATE_FIELDS, state, strict=True):
         setattr(conversation, field, value)
-
-
-def sync_conversation(target: ChatConversation, source: ChatConversation) -> None:
-    """Copy the locked row's new state onto the caller's instance."""
-    for field in ("status", "last_seq", "last_message_at", "closed_at", "user_assigned_id"):
-        setattr(target, field, getattr(source, field))
-    if source.user_assigned_id is None:
-        target.user_assigned = None
-    elif "user_assigned" in source._state.fields_cache:
-        target.user_assigned = source.user_assigned
 
 
 def _append(

@@ -1,5 +1,9 @@
 """The two statements every appended message costs: allocate its seq, insert its row.
 
+Also here, for the paths that must change a conversation before writing to it
+(reopen, assign, status actions): its explicit row lock and copying the locked
+row's state back onto the caller's instance.
+
 Why SQL here and nowhere else: this is the product's hot path (every message of
 every conversation), and the same statements built through the ORM cost about
 2.5 ms of Python per message plus three more round trips (bench/PROFILE.md). The
@@ -171,3 +175,26 @@ def insert_message(
     if row is None:
         return None
     return row[0], bool(row[1]) if wrote_before else False
+
+
+def lock_conversation(conversation: ChatConversation) -> ChatConversation:
+    """Lock the conversation row: it serialises seq allocation and status changes.
+
+    ``of=("self",)``: the widget joined in must not be locked too, or every send
+    on one widget would queue behind the others.
+    """
+    return (
+        ChatConversation.objects.select_for_update(of=("self",))
+        .select_related("widget")
+        .get(pk=conversation.pk)
+    )
+
+
+def sync_conversation(target: ChatConversation, source: ChatConversation) -> None:
+    """Copy the locked row's new state onto the caller's instance."""
+    for field in ("status", "last_seq", "last_message_at", "closed_at", "user_assigned_id"):
+        setattr(target, field, getattr(source, field))
+    if source.user_assigned_id is None:
+        target.user_assigned = None
+    elif "user_assigned" in source._state.fields_cache:
+        target.user_assigned = source.user_assigned
