@@ -20,7 +20,15 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, WebSocketRoute, expect
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Request,
+    Route,
+    WebSocketRoute,
+    expect,
+)
 
 from crm.chat import events
 from crm.chat.models import ChatConversation, ChatMessage
@@ -54,7 +62,8 @@ class Cutoff:
     requests fail as on a dead network. ``to_server(ws, frame)`` / ``to_page(ws,
     frame)``: frames they say no to are swallowed. ``sent``: every frame the page sent
     on a socket, ``received``: every frame relayed to it; ``posted``: every JSON body
-    it sent to the matching HTTP endpoints.
+    it sent to the matching HTTP endpoints; ``in_flight``: the matching requests not
+    answered yet (a poll started before the socket was ready still lands after it).
     """
 
     def __init__(self, page: Page, socket_url: re.Pattern[str], http_url: re.Pattern[str]):
@@ -68,8 +77,13 @@ class Cutoff:
         self.posted: list[dict[str, Any]] = []
         self.received: list[dict[str, Any]] = []
         self.refused = 0
+        self.in_flight: set[Request] = set()
         page.route_web_socket(socket_url, self._socket)
         page.route(http_url, self._http)
+        self.http_url = http_url
+        page.on("request", self._request)
+        page.on("requestfinished", self._answered)
+        page.on("requestfailed", self._answered)
 
     def _socket(self, ws: WebSocketRoute) -> None:
         if self.offline:
@@ -91,6 +105,13 @@ class Cutoff:
 
         ws.on_message(from_page)
         server.on_message(from_server)
+
+    def _request(self, request: Request) -> None:
+        if self.http_url.search(request.url):
+            self.in_flight.add(request)
+
+    def _answered(self, request: Request) -> None:
+        self.in_flight.discard(request)
 
     def _http(self, route: Route) -> None:
         if route.request.method == "POST":
@@ -117,6 +138,11 @@ class Cutoff:
                 return
             self.page.wait_for_timeout(100)  # relays routed frames meanwhile
         raise AssertionError(f"{what}: not within {TIMEOUT_MS // 1000} s")
+
+    def settle(self) -> None:
+        """Wait until the page has no matching HTTP request on the way: what the test
+        writes next can then only reach it over the socket (or not at all)."""
+        self.wait(lambda: not self.in_flight, "HTTP requests answered")
 
 
 @pytest.fixture
@@ -170,6 +196,7 @@ def _visitor_page(server, start_site, browser, contexts):  # type: ignore[no-unt
     cutoff.wait(lambda: ChatMessage.objects.filter(body="hello").exists(), "first message")
     conv = ChatConversation.objects.get(widget=widget)
     expect(frame.locator("html")).to_have_attribute("data-transport", "ws")
+    cutoff.settle()
     return page, frame, cutoff, conv, owner
 
 
@@ -321,6 +348,7 @@ def _agent_on_a_chat(server, browser, contexts):  # type: ignore[no-untyped-def]
     # Set when the page asks; wait for the answer too, so what the test writes next
     # can't slip into that first replay.
     cutoff.wait(lambda: any(f["type"] == "subscribed" for f in cutoff.received), "subscribed")
+    cutoff.settle()
     return page, cutoff, conv, visitor
 
 
