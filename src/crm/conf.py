@@ -23,7 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "CRM_CHAT_MAX_BODY": 5000,
     # An open socket reads its rights again at least this often (seconds), besides
     # the revocation events that reach it within about a second of a change.
-    "CRM_CHAT_SOCKET_RECHECK_SECONDS": 5.0,
+    "CRM_CHAT_SOCKET_RECHECK_SECONDS": 30.0,
     # Threads per process for the sockets' database work on PostgreSQL, each holding
     # one pooled connection (SQLite always uses one: it has one writer).
     "CRM_CHAT_SOCKET_DB_THREADS": 4,

@@ -5,6 +5,7 @@ Windows are an hour long so a test never straddles a fixed-window boundary.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -357,3 +358,17 @@ class RedisCounterTests:
         ratelimit.check("send_message", ip=None, token_key="t9")
         cache.clear()  # what tests and operators use to reset limits
         ratelimit.check("send_message", ip=None, token_key="t9")
+
+    def test_it_still_counts_after_redis_forgot_the_script(self, settings) -> None:
+        """A restarted Redis has no scripts loaded: the counter loads it again."""
+        from django.core.cache import cache
+
+        settings.CRM_CHAT_RATE_LIMITS = rate_limits(send_message=(2, HOUR))
+        ratelimit.check("send_message", ip=None, token_key="t5")
+        client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        client.script_flush()
+        ratelimit.check("send_message", ip=None, token_key="t5")
+        with pytest.raises(ratelimit.Limited):
+            ratelimit.check("send_message", ip=None, token_key="t5")
+        key = cache.make_and_validate_key(f"crm-rl:send_message:t:t5:{int(time.time()) // HOUR}")
+        assert 0 < client.ttl(key) <= HOUR + 1  # the window's counter expires by itself

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
 import websockets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
@@ -359,3 +360,33 @@ def test_writes_check_rights_first_even_without_any_event(
 
     asyncio.run(run())
     assert scene.message_count() == before
+
+
+@pytest.mark.postgres
+def test_a_worker_whose_redis_subscription_came_back_rereads_every_sockets_rights(
+    two_workers: Stage, scene: Scene, redis_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Revocation events published while a worker's subscription was down are lost:
+    the reconnect itself makes its sockets read their rights again (periodic: 1 h)."""
+
+    async def run() -> None:
+        port = two_workers.ports[0]
+        agent = await agent_socket(port, scene)
+        visitor = await visitor_socket(port, scene)
+        # Silent changes (no signal, no event), as if their events were lost in transit.
+        await in_thread(
+            get_user_model().objects.filter(pk=scene.world.employee.pk).update, is_active=False
+        )
+        await in_thread(ChatWidget.objects.filter(pk=scene.world.widget.pk).update, is_active=False)
+        admin = redis.Redis.from_url(redis_url)
+        try:
+            hubs = [c for c in admin.client_list() if c["name"].startswith("crm-hub-")]
+            assert hubs, "the workers subscribe with named connections"
+            for client in hubs:
+                admin.client_kill_filter(_id=client["id"])
+        finally:
+            admin.close()
+        assert await outcome(agent, scene.conv_id) == ("closed", (4401, "session_ended"))
+        assert await outcome(visitor, scene.conv_id) == ("closed", (4404, "unknown_widget"))
+
+    asyncio.run(run())

@@ -8,8 +8,9 @@ whatever commits in between is in the replay, the live stream, or both. A live
 event that skips ahead (another worker's commit arrived first, or the broker lost
 one) triggers a replay from what this socket was already sent, which fills the
 hole in order; events at or below that point are dropped. When the hub's Redis
-subscription was lost and re-established, every socket replays from what it was
-sent (``chat.resync``), which catches the events published meanwhile. Sends are
+subscription was lost and re-established, every socket reads its rights again and
+replays from what it was sent (``chat.resync``), which catches the events (and the
+revocations) published meanwhile. Sends are
 idempotent by ``client_id`` and acknowledged with the stored seq.
 
 Rights are not a connect-time snapshot (``crm.chat.revocation``): a socket reads
@@ -154,7 +155,14 @@ class ChatSocket(WebSocketHandler):
         return []
 
     async def chat_resync(self, message: Mapping[str, Any]) -> None:
-        """The hub lost its Redis subscription for a while: catch up from the database."""
+        """The hub lost its Redis subscription for a while: catch up from the database.
+
+        Revocation events published meanwhile are lost too, so rights are read again
+        first; a socket that lost them closes (or stops following) before replaying.
+        """
+        await self.chat_recheck({"reason": "resync"})
+        if self.refused:
+            return
         for conversation in self.followed():
             since = self.delivered.get(str(conversation.external_id), 0)
             await self.replay(conversation, since, internal=self.sees_internal)
