@@ -190,7 +190,7 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "crm.core.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CRM_TABLE_PREFIX,
         }

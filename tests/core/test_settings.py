@@ -65,7 +65,7 @@ def test_it_reads_a_postgres_url(tmp_path: Path) -> None:
 
 def test_it_uses_redis_when_configured(tmp_path: Path) -> None:
     s = _settings_in_subprocess(tmp_path, REDIS_URL="redis://127.0.0.1:6379/3")
-    assert s["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert s["cache"] == "crm.core.cache.RedisCache"  # Django's, one client per pool
     assert s["redis"] == "redis://127.0.0.1:6379/3"  # the realtime hub's pub/sub too
 
 
