@@ -165,9 +165,12 @@ _collector: ContextVar[Pending | None] = ContextVar("crm_chat_event_collector", 
 
 
 @contextmanager
-def collected() -> Iterator[Pending]:
-    """Collect the events committed inside this context; the caller sends them."""
-    pending: Pending = []
+def collected(pending: Pending | None = None) -> Iterator[Pending]:
+    """Collect the events committed inside this context (into ``pending`` if given,
+    e.g. a list the socket's event loop handed to a database thread); the caller
+    sends them."""
+    if pending is None:
+        pending = []
     token = _collector.set(pending)
     try:
         yield pending

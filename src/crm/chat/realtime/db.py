@@ -23,7 +23,6 @@ kept connection per thread starved the session lookups of new sockets.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -61,9 +60,12 @@ def socket_db_executor() -> ThreadPoolExecutor:
         return _executor
 
 
-def _run_in_thread(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _run_in_thread(
+    pending: events.Pending, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     try:
-        return func(*args, **kwargs)
+        with events.collected(pending):
+            return func(*args, **kwargs)
     finally:
         for conn in connections.all(initialized_only=True):
             if conn.errors_occurred or conn.in_atomic_block:
@@ -75,17 +77,21 @@ def _run_in_thread(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 async def in_db(func: Any, /, *args: Any, **kwargs: Any) -> Any:
     """Run ``func`` on a socket database thread; send the events it committed from here.
 
-    A plain ``run_in_executor`` with the caller's context, not asgiref's
-    ``SyncToAsync``: nothing here needs its thread-sensitivity or its way back into
-    the loop, and its bookkeeping cost more per message than the rest of the hop.
+    A plain ``run_in_executor``, not asgiref's ``SyncToAsync``: nothing here needs
+    its thread-sensitivity or its way back into the loop, and its bookkeeping cost
+    more per message than the rest of the hop.
+
+    The function runs in the thread's own context, not a copy of the caller's:
+    Django keeps cache backends in context-local storage, so in a fresh copy per
+    hop every cache call built a new Redis client, pool and TCP connection (one
+    per message, bench/PROFILE.md). Only the event collector is carried over.
     """
     loop = asyncio.get_running_loop()
-    with events.collected() as pending:
-        context = contextvars.copy_context()
-        try:
-            return await loop.run_in_executor(
-                socket_db_executor(), context.run, _run_in_thread, func, args, kwargs
-            )
-        finally:  # what committed is sent even if the hop failed afterwards
-            for groups, event in pending:
-                await events.send_now_async(groups, event)
+    pending: events.Pending = []
+    try:
+        return await loop.run_in_executor(
+            socket_db_executor(), _run_in_thread, pending, func, args, kwargs
+        )
+    finally:  # what committed is sent even if the hop failed afterwards
+        for groups, event in pending:
+            await events.send_now_async(groups, event)
