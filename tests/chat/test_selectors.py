@@ -96,3 +96,20 @@ def test_status_counts_stop_at_the_cap(world: ChatWorld, monkeypatch: pytest.Mon
         _visitor_chat(world, name=f"V{i}")
 
     assert selectors.status_counts(agent=world.owner) == {"open": 3, "pending": 0, "closed": 0}
+
+
+@pytest.mark.django_db
+def test_status_counts_are_per_status_and_per_agent_in_one_query(
+    world: ChatWorld, django_assert_num_queries
+) -> None:  # type: ignore[no-untyped-def]
+    chats = [_visitor_chat(world, name=f"V{i}") for i in range(5)]
+    world.service.mark_pending(conversation=chats[0], by=world.owner)
+    world.service.close_conversation(conversation=chats[1], by=world.owner)
+    world.service.close_conversation(conversation=chats[2], by=world.owner)
+    world.service.assign_conversation(conversation=chats[3], agent=world.owner, by=world.owner)
+
+    with django_assert_num_queries(1):
+        counts = selectors.status_counts(agent=world.owner)
+    assert counts == {"open": 2, "pending": 1, "closed": 2}
+    # The employee doesn't see a chat assigned to someone else.
+    assert selectors.status_counts(agent=world.employee) == {"open": 1, "pending": 1, "closed": 2}

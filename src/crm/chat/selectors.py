@@ -8,10 +8,12 @@ unscoped query can't be written by accident. Selectors return querysets or
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Permission, User
+from django.db import connection
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
@@ -198,13 +200,23 @@ def status_counts(*, agent: Agent) -> dict[str, int]:
 
     A capped count reads at most that many entries of the (status, last_message_at)
     index, so the tabs cost the same with 1k or 1M conversations; beyond the cap
-    the badge says "1000+". One small query per status.
+    the badge says "1000+". The three capped counts are scalar subqueries of one
+    statement (the ORM's own SQL for each): one round trip instead of three on
+    every inbox page.
     """
     visible = visible_conversations(agent=agent).order_by()
-    return {
-        status: visible.filter(status=status).values("pk")[: STATUS_COUNT_CAP + 1].count()
-        for status, _ in ChatConversation.STATUSES
-    }
+    statuses = [status for status, _ in ChatConversation.STATUSES]
+    parts: list[str] = []
+    params: list[Any] = []
+    for i, status in enumerate(statuses):
+        capped = visible.filter(status=status).values("pk")[: STATUS_COUNT_CAP + 1]
+        sql, sql_params = capped.query.sql_with_params()
+        parts.append(f"(SELECT COUNT(*) FROM ({sql}) AS capped_{i})")
+        params.extend(sql_params)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(parts)}", params)
+        row = cursor.fetchone()
+    return dict(zip(statuses, (int(n) for n in row), strict=True))
 
 
 def unread_total(*, agent: Agent) -> int:
