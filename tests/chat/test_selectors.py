@@ -113,3 +113,27 @@ def test_status_counts_are_per_status_and_per_agent_in_one_query(
     assert counts == {"open": 2, "pending": 1, "closed": 2}
     # The employee doesn't see a chat assigned to someone else.
     assert selectors.status_counts(agent=world.employee) == {"open": 1, "pending": 1, "closed": 2}
+
+
+@pytest.mark.django_db
+def test_the_visitor_side_state_is_read_in_one_statement(
+    world: ChatWorld, django_assert_num_queries
+) -> None:  # type: ignore[no-untyped-def]
+    conv = _visitor_chat(world, body="v1")
+    world.service.send_visitor_message(conversation=conv, visitor=conv.visitor, body="v2")
+    sent = [
+        world.service.send_agent_message(conversation=conv, agent=world.owner, body=body).message
+        for body in ("a1", "a2", "a3")
+    ]
+    first_visitor = conv.messages.get(body="v1").seq
+    world.service.mark_read(conversation=conv, reader="user", up_to_seq=first_visitor)
+    world.service.mark_read(conversation=conv, reader="visitor", up_to_seq=sent[0].seq)
+    conv.refresh_from_db()
+
+    with django_assert_num_queries(1):
+        state = selectors.visitor_side_state(conversation=conv)
+    assert state == selectors.VisitorSideState(
+        status="open", last_seq=conv.last_seq, read_up_to=first_visitor, unread=2
+    )
+    conv.delete()
+    assert selectors.visitor_side_state(conversation=conv) is None

@@ -190,14 +190,17 @@ def _conversation(request: ApiRequest, conversation_id: UUID) -> ChatConversatio
 
 
 def _conversation_out(conv: ChatConversation) -> ConversationOut:
+    state = selectors.visitor_side_state(conversation=conv)
+    if state is None:
+        raise NotFound("This conversation does not exist.")
     return ConversationOut(
         id=conv.external_id,
         chat_id=conv.chat_id,
         # The column's choices are exactly the schema's statuses.
-        status=cast(ConversationStatus, conv.status),
-        last_seq=conv.last_seq,
-        read_up_to=selectors.visitor_messages_read_up_to(conversation=conv),
-        unread=selectors.unread_for_visitor(conversation=conv),
+        status=cast(ConversationStatus, state.status),
+        last_seq=state.last_seq,
+        read_up_to=state.read_up_to,
+        unread=state.unread,
     )
 
 

@@ -92,7 +92,12 @@ class VisitorSocket(ChatSocket):
         await self.join(events.conversation_group(self.conversation.external_id))
         await self.join(events.PRESENCE_GROUP)
         await self.replay(self.conversation, since, internal=False)
-        await self.send_json({"type": "ready", **await in_db(self._state)})
+        try:
+            state = await in_db(self._state)
+        except Revoked as exc:
+            await self.refuse_revoked(exc)
+            return
+        await self.send_json({"type": "ready", **state})
 
     async def recheck(self, *, ended: bool = False) -> bool:
         assert self.widget is not None
@@ -136,16 +141,19 @@ class VisitorSocket(ChatSocket):
 
     def _state(self) -> dict[str, Any]:
         assert self.conversation is not None and self.widget is not None
-        conv = selectors.conversation_fresh(conversation=self.conversation)
+        conv = self.conversation
+        state = selectors.visitor_side_state(conversation=conv)
+        if state is None:
+            raise Revoked(4404, "unknown_conversation", "This conversation does not exist.")
         return {
             "agents_online": presence.agents_online(self.widget),
             "conversation": {
                 "id": str(conv.external_id),
                 "chat_id": conv.chat_id,
-                "status": conv.status,
-                "last_seq": conv.last_seq,
-                "read_up_to": selectors.visitor_messages_read_up_to(conversation=conv),
-                "unread": selectors.unread_for_visitor(conversation=conv),
+                "status": state.status,
+                "last_seq": state.last_seq,
+                "read_up_to": state.read_up_to,
+                "unread": state.unread,
             },
         }
 
