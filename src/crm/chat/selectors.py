@@ -110,18 +110,12 @@ def visitor_side_state(*, conversation: ChatConversation) -> VisitorSideState | 
         .order_by("-seq")
         .values("seq")[:1]
     )
-    unread = (
-        ChatMessage.objects.filter(
-            conversation=OuterRef("pk"), sender_type="user", read_at__isnull=True
-        )
-        .order_by()
-        .values("conversation")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
     row = (
         ChatConversation.objects.filter(pk=conversation.pk)
-        .annotate(read_up_to=Coalesce(Subquery(read), 0), unread=Coalesce(Subquery(unread), 0))
+        .annotate(
+            read_up_to=Coalesce(Subquery(read), 0),
+            unread=Coalesce(_unread_of_row(ChatMessage.SENDER_USER), 0),
+        )
         .values("status", "last_seq", "read_up_to", "unread")
         .first()
     )
@@ -205,11 +199,12 @@ def conversation_list(
     )
 
 
-def _unread_of_row() -> Subquery:
-    """Unread visitor messages of the outer row's conversation (uses the unread index)."""
+def _unread_of_row(sender_type: str = ChatMessage.SENDER_VISITOR) -> Subquery:
+    """Unread messages of one side in the outer row's conversation (the unread index):
+    the visitor's for the inbox, the agents' for the widget."""
     return Subquery(
         ChatMessage.objects.filter(
-            conversation=OuterRef("pk"), sender_type="visitor", read_at__isnull=True
+            conversation=OuterRef("pk"), sender_type=sender_type, read_at__isnull=True
         )
         .order_by()
         .values("conversation")
