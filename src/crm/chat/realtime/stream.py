@@ -10,8 +10,8 @@ one) triggers a replay from what this socket was already sent, which fills the
 hole in order; events at or below that point are dropped. When the hub's Redis
 subscription was lost and re-established, every socket reads its rights again and
 replays from what it was sent (``chat.resync``), which catches the events (and the
-revocations) published meanwhile. Sends are
-idempotent by ``client_id`` and acknowledged with the stored seq.
+revocations) published meanwhile. Sends are idempotent by ``client_id`` and
+acknowledged with the stored seq.
 
 Rights are not a connect-time snapshot (``crm.chat.revocation``): a socket reads
 them again when a revocation event reaches it, before every write, and every
