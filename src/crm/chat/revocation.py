@@ -18,8 +18,9 @@ A socket that gets a recheck reads its rights again from the database and
 closes (4401 session ended, 4403 permission lost, 4404 widget or conversation
 gone) or drops the conversations it may no longer see. The event only says
 *look again*, never *you may*: it can't widen access. Sockets also re-check
-before every write and every ``CRM_CHAT_SOCKET_RECHECK_SECONDS``, so a recheck
-lost in transit (Redis restarting) can't stretch access for long.
+before every write, when their worker's Redis subscription comes back (what was
+published while it was down is lost, rechecks included), and every
+``CRM_CHAT_SOCKET_RECHECK_SECONDS`` for changes that bypass the signals below.
 
 Changes made through the ORM's ``save()`` and relation managers are caught by
 signals here, wherever they come from (CRM pages, the admin, a shell); writes

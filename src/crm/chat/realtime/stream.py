@@ -14,8 +14,9 @@ revocations) published meanwhile. Sends are idempotent by ``client_id`` and
 acknowledged with the stored seq.
 
 Rights are not a connect-time snapshot (``crm.chat.revocation``): a socket reads
-them again when a revocation event reaches it, before every write, and every
-``CRM_CHAT_SOCKET_RECHECK_SECONDS``; one that lost them closes, and an agent
+them again when a revocation event reaches it, before every write, after the hub's
+Redis subscription came back, and every ``CRM_CHAT_SOCKET_RECHECK_SECONDS``; one
+that lost them closes, and an agent
 socket that lost one conversation stops following it (a ``revoked`` frame).
 """
 
