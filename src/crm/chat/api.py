@@ -323,9 +323,13 @@ def list_messages(
     visitor = _visitor(request)
     conv = _conversation(request, conversation_id)
     chat_service.touch_visitor(visitor=visitor)
+    # The state first: the widget moves its cursor to the answer's ``last_seq`` when
+    # the list is complete, so that seq must not be newer than the messages read
+    # after it (a message committed in between would be skipped for good).
+    conversation = _conversation_out(conv)
     messages = _messages(conv, since=since, limit=limit + 1)
     return MessagesOut(
-        conversation=_conversation_out(conv),
+        conversation=conversation,
         messages=messages[:limit],
         agents_online=presence.agents_online(conv.widget),
         more=len(messages) > limit,

@@ -83,6 +83,33 @@ class ListMessagesTests:
         assert data["conversation"]["id"] == str(conv.external_id)
         assert data["conversation"]["last_seq"] == 5
 
+    @pytest.mark.parametrize("commit_after", ["messages_since", "visitor_side_state"])
+    def test_its_last_seq_never_covers_a_message_it_did_not_return(
+        self, world: ChatWorld, public: PublicApi, monkeypatch, commit_after: str
+    ):  # type: ignore[no-untyped-def]
+        """The widget moves its cursor to ``last_seq`` after a complete poll: an agent
+        reply committed between the poll's two reads must be in the answer or above
+        its ``last_seq``, or the widget skips it for good."""
+        from crm.chat import selectors
+
+        conv = world.conversation()
+        _visitor_says(world, conv, "one")
+        read = getattr(selectors, commit_after)
+
+        def then_a_reply_commits(*args, **kwargs):  # type: ignore[no-untyped-def]
+            result = read(*args, **kwargs)
+            if commit_after == "messages_since":
+                result = list(result)  # evaluated before the reply commits
+            monkeypatch.setattr(selectors, commit_after, read)  # once
+            _agent_says(world, conv, "in between")
+            return result
+
+        monkeypatch.setattr(selectors, commit_after, then_a_reply_commits)
+        data = public.call("get", f"{public.messages_path(conv)}?since=0", token=world.token).json()
+        returned = {m["seq"] for m in data["messages"]}
+        assert not data["more"]
+        assert set(range(1, data["conversation"]["last_seq"] + 1)) <= returned
+
     def test_it_returns_nothing_when_the_client_is_up_to_date(
         self, world: ChatWorld, public: PublicApi
     ):
