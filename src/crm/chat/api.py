@@ -272,6 +272,7 @@ def identify(request: ApiRequest, public_key: str, payload: IdentifyIn) -> Statu
         visitor_token=new_token,
         visitor=VisitorOut(id=visitor.external_id, name=visitor.name, email=visitor.email),
         widget=_widget_out(widget),
+        # Evaluated in this order: the state before the messages, as in list_messages.
         conversation=_conversation_out(conv) if conv else None,
         messages=_messages(conv) if conv else [],
         agents_online=presence.agents_online(widget),
@@ -304,7 +305,8 @@ def open_conversation(request: ApiRequest, public_key: str, payload: OpenIn) -> 
     before = selectors.visitor_current_conversation(visitor=visitor)
     conv = chat_service.open_conversation(visitor=visitor, subject=payload.subject)
     status = 200 if before is not None and before.pk == conv.pk else 201
-    return Status(status, OpenOut(conversation=_conversation_out(conv), messages=_messages(conv)))
+    state = _conversation_out(conv)  # before the messages, as in list_messages
+    return Status(status, OpenOut(conversation=state, messages=_messages(conv)))
 
 
 @api.get(
