@@ -258,7 +258,12 @@ class ChatVisitor(models.Model):
 
     @property
     def display_name(self) -> str:
-        return self.name or f"Visitor #{self.pk}"
+        return self.name_for_display(self.pk, self.name)
+
+    @staticmethod
+    def name_for_display(pk: int, name: str) -> str:
+        """The visitor's name, or "Visitor #id" until they give one (rows read as values)."""
+        return name or f"Visitor #{pk}"
 
 
 class ChatConversation(models.Model):

@@ -83,7 +83,7 @@ def agents_online(widget: ChatWidget) -> int:
     return len(online_agent_ids(widget_agent_ids(widget)))
 
 
-def visitor_is_online(last_seen_at: datetime | None) -> bool:
+def visitor_is_online(last_seen_at: datetime | None, *, now: datetime | None = None) -> bool:
     if last_seen_at is None:
         return False
-    return (timezone.now() - last_seen_at).total_seconds() < VISITOR_ONLINE_SECONDS
+    return ((now or timezone.now()) - last_seen_at).total_seconds() < VISITOR_ONLINE_SECONDS

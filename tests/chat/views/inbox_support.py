@@ -83,7 +83,7 @@ def visitor_says(conv: ChatConversation, body: str) -> ChatMessage:
 
 
 def listed(response: Any) -> list[str]:
-    return [row["conversation"].chat_id for row in response.context["rows"]]
+    return [row.chat_id for row in response.context["page"].rows]
 
 
 def bodies(conv: ChatConversation, *, sender_type: str | None = None) -> list[str]:

@@ -87,6 +87,18 @@ class InboxListTests:
         assert "Where is my parcel?" in html
         assert "hush" not in html and "offline right now" not in html
 
+    def test_a_long_preview_is_cut_to_80_characters_and_escaped(
+        self, world: ChatWorld, owner: Client
+    ) -> None:
+        new_chat(world.widget, says="<b>x</b>" + "é" * 100)
+        exact = new_chat(world.widget, says="y" * 80)
+
+        html = owner.get(INDEX).content.decode()
+
+        assert "&lt;b&gt;x&lt;/b&gt;" + "é" * 71 + "…<br>" in html
+        assert "y" * 80 + "<br>" in html and exact.chat_id in html
+        assert "<b>x</b>" not in html
+
     def test_it_filters_by_assignee(self, world: ChatWorld, owner: Client) -> None:
         mine = new_chat(world.widget, says="a")
         hers = new_chat(world.widget, says="b")
@@ -141,9 +153,11 @@ class InboxListTests:
 
         assert len(listed(first)) == 25
         assert listed(second) == [c.chat_id for c in convs[:2]][::-1]
-        assert "Page 1 of 2" in first.content.decode()
+        assert '<span aria-current="page">Page 1</span>' in first.content.decode()
+        assert 'href="?assigned=unassigned&amp;page=2" id="inbox-next"' in first.content.decode()
         html = second.content.decode()
-        assert "Page 2 of 2" in html
+        assert '<span aria-current="page">Page 2</span>' in html
+        assert 'id="inbox-next"' not in html
         # Page links keep the filters.
         assert 'href="?assigned=unassigned&amp;page=1"' in html
         assert 'data-refresh-url="/crm/chat/?assigned=unassigned&amp;page=2"' in html
