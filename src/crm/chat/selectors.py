@@ -7,7 +7,7 @@ unscoped query can't be written by accident. Selectors return querysets or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -18,6 +18,7 @@ from django.db import connection
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Substr
 from django.utils import timezone
+from django.utils.safestring import SafeString
 
 from crm.chat import presence
 from crm.chat.models import (
@@ -28,6 +29,7 @@ from crm.chat.models import (
     ChatWidget,
     hash_token,
 )
+from crm.chat.search import Search, matching, snippets
 
 Agent = User | AnonymousUser
 
@@ -182,24 +184,11 @@ def conversation_list(
         qs = qs.filter(user_assigned=assigned)
     if widget_id:
         qs = qs.filter(widget_id=widget_id)
-    if search := search.strip()[:200]:
-        # One grouped OR, applied after the status filter (the original's ungrouped
-        # OR let chat_id matches escape the status tab).
-        matches = ChatMessage.objects.filter(
-            conversation=OuterRef("pk"), is_internal=False, body__icontains=search
-        )
-        qs = qs.filter(
-            Q(chat_id__iexact=search)
-            | Q(visitor__name__icontains=search)
-            | Q(visitor__email__icontains=search)
-            | Q(subject__icontains=search)
-            | Exists(matches)
-        )
-    return (
-        qs.select_related("visitor", "widget", "user_assigned")
-        .annotate(unread_count=Coalesce(_unread_of_row(), 0))
-        .order_by("-last_message_at", "-id")
-    )
+    qs = qs.select_related("visitor", "widget", "user_assigned")
+    qs = qs.annotate(unread_count=Coalesce(_unread_of_row(), 0)).order_by("-last_message_at", "-id")
+    if found := Search.parse(search):
+        qs = matching(qs, found)
+    return qs
 
 
 def _unread_of_row(sender_type: str = ChatMessage.SENDER_VISITOR) -> Subquery:
@@ -293,8 +282,10 @@ class InboxRow:
     and handing the template strings instead of lookups halves its cost.
     """
 
+    id: int
     external_id: UUID
     chat_id: str
+    status: str
     unread_count: int
     visitor_name: str
     visitor_email: str
@@ -306,6 +297,9 @@ class InboxRow:
     widget_deleted: bool
     assignee: str
     last_message_at: datetime | None
+    # With a search: the newest matching message, highlighted (escaped, <mark>).
+    match_seq: int | None = None
+    match: SafeString | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,10 +317,15 @@ class InboxPage:
 
 
 def inbox_page(
-    conversations: QuerySet[ChatConversation], *, number: int, per_page: int
+    conversations: QuerySet[ChatConversation],
+    *,
+    number: int,
+    per_page: int,
+    search: Search | None = None,
 ) -> InboxPage:
     """Page ``number`` of ``conversations`` (from ``conversation_list``), with the newest
-    visitor or agent message of each row, in one statement.
+    visitor or agent message of each row, in one statement; with ``search``, the
+    newest message of each row that matched it, highlighted (one more statement).
 
     One row more than the page tells whether a next page exists. A page beyond the
     end (a stale link after chats were closed) answers the last page, as Django's
@@ -337,7 +336,17 @@ def inbox_page(
     if not rows and number > 1:
         number = max(1, -(-conversations.count() // per_page))
         rows = _inbox_rows(conversations, offset=(number - 1) * per_page, limit=per_page + 1)
-    return InboxPage(rows=rows[:per_page], number=number, has_next=len(rows) > per_page)
+    has_next = len(rows) > per_page
+    rows = rows[:per_page]
+    if search is not None:
+        hits = snippets([row.id for row in rows], search)
+        rows = [
+            replace(row, match_seq=hits[row.id][0], match=hits[row.id][1])
+            if row.id in hits
+            else row
+            for row in rows
+        ]
+    return InboxPage(rows=rows, number=number, has_next=has_next)
 
 
 def _shortened(text: str) -> str:
@@ -364,8 +373,10 @@ def _inbox_rows(
         ),
         preview_sender=Subquery(said.values("sender_type")[:1]),
     ).values_list(
+        "id",
         "external_id",
         "chat_id",
+        "status",
         "unread_count",
         "visitor_id",
         "visitor__name",
@@ -384,13 +395,15 @@ def _inbox_rows(
     now = timezone.now()
     rows = []
     for (
-        external_id, chat_id, unread, visitor_id, name, email, country, seen, body, sender,
+        pk, external_id, chat_id, status, unread, visitor_id, name, email, country, seen, body, sender,
         widget_name, widget_deleted_at, first, last, username, last_message_at,
     ) in values:  # fmt: skip
         rows.append(
             InboxRow(
+                id=pk,
                 external_id=external_id,
                 chat_id=chat_id,
+                status=status,
                 unread_count=unread,
                 visitor_name=ChatVisitor.name_for_display(visitor_id, name),
                 visitor_email=email or "",

@@ -138,12 +138,12 @@ class InboxListTests:
         assert listed(response) == [wanted.chat_id]
         assert f'value="{query}"' in response.content.decode()
 
-    def test_it_does_not_search_internal_notes(self, world: ChatWorld, owner: Client) -> None:
+    def test_it_finds_internal_notes_for_agents(self, world: ChatWorld, owner: Client) -> None:
         conv = new_chat(world.widget, says="hello")
         chat_service.send_system_message(conversation=conv, body="secret token", internal=True)
         response = owner.get(INDEX, {"q": "secret token"})
-        assert listed(response) == []
-        assert "No open chats match “secret token”." in response.content.decode()
+        assert listed(response) == [conv.chat_id]
+        assert "<mark>secret</mark> <mark>token</mark>" in response.content.decode()
 
     def test_it_paginates(self, world: ChatWorld, owner: Client) -> None:
         convs = [new_chat(world.widget, says=f"question {i}") for i in range(27)]

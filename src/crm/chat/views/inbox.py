@@ -24,6 +24,7 @@ from ua_parser import parse as parse_user_agent
 from crm.chat import presence, selectors
 from crm.chat.models import ChatConversation
 from crm.chat.payloads import message_payloads
+from crm.chat.search import Search
 from crm.typing import AuthedHttpRequest
 
 PER_PAGE = 25
@@ -98,7 +99,12 @@ def _list_context(request: AuthedHttpRequest) -> dict[str, Any]:
         widget_id=f["widget_id"],
         search=f["search"],
     )
-    page = selectors.inbox_page(qs, number=_page_number(request.GET.get("page")), per_page=PER_PAGE)
+    page = selectors.inbox_page(
+        qs,
+        number=_page_number(request.GET.get("page")),
+        per_page=PER_PAGE,
+        search=Search.parse(f["search"]),
+    )
     query = request.GET.copy()
     query.pop("page", None)
     # The status tabs keep the other filters (search, assignee, widget).

@@ -38,7 +38,10 @@
     var d = new Date(t.dateTime);
     if (!isNaN(d)) t.textContent = d.toTimeString().slice(0, 5);
   });
-  log.scrollTop = log.scrollHeight;
+  // A search hit links to its message (#m<seq>): show that one, not the newest.
+  var target = /^#m[0-9]+$/.test(location.hash) ? document.getElementById(location.hash.slice(1)) : null;
+  if (target && log.contains(target)) target.scrollIntoView({ block: "center" });
+  else log.scrollTop = log.scrollHeight;
 
   function text(tag, cls, value) { var n = document.createElement(tag); n.className = cls; n.textContent = value; return n; }
   function kind(m) { return m.sender_type === "user" ? "agent" : m.sender_type === "visitor" ? "visitor" : "system"; }
