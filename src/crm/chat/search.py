@@ -97,7 +97,7 @@ class BodyMatches(Func):
     def __init__(self, query: str) -> None:
         super().__init__(F("body"), Value(query))
 
-    def as_sql(self, compiler, connection, **extra_context):  # type: ignore[no-untyped-def,override]
+    def as_sql(self, compiler, connection, **extra_context):  # type: ignore[override]
         body, query = self.get_source_expressions()
         body_sql, body_params = compiler.compile(body)
         query_sql, query_params = compiler.compile(query)
