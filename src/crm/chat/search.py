@@ -19,13 +19,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import BooleanField, Case, F, Func, IntegerField, Q, QuerySet, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    F,
+    Func,
+    IntegerField,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models.expressions import RawSQL
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from crm.chat.models import ChatConversation, ChatMessage
+from crm.chat.models import ChatConversation, ChatMessage, ChatVisitor
 from crm.chat.search_index import SEARCH_CONFIG, body_tsvector, fts_table
 
 START, STOP = "\ue000", "\ue001"
@@ -64,27 +75,30 @@ def matching(
     """``conversations`` narrowed to those ``search`` finds, best first.
 
     The OR is grouped, so the caller's status tab and filters still apply to every
-    branch. Only an exact chat id or email changes the order (those hits first):
-    ranking every hit by relevance would sort all of them before the first page,
-    while newest-first lets the database walk the inbox index and stop at a page.
+    branch. A chat id finds that conversation only. An exact email address ranks
+    its visitor's chats first; otherwise hits come newest first: ranking every hit
+    by relevance would sort all of them before the first page, while newest-first
+    lets the database walk the inbox index and stop at a page.
     """
-    found = (
-        Q(visitor__name__icontains=search.text)
-        | Q(visitor__email__icontains=search.text)
-        | Q(subject__icontains=search.text)
-        | Q(pk__in=messages_matching(search).values("conversation_id"))
-    )
     if search.chat_id:
-        found |= Q(chat_id=search.chat_id)
+        # The one conversation of that id: an index lookup, whatever the data size.
+        return conversations.filter(chat_id=search.chat_id)
+    # Each branch is a subquery on its own index (trigram or full-text), so the
+    # database reads only the matches of each, not every row of the tab.
+    visitors = ChatVisitor.objects.filter(
+        Q(name__icontains=search.text) | Q(email__icontains=search.text)
+    ).values("pk")
+    subjects = ChatConversation.objects.filter(subject__icontains=search.text).values("pk")
+    texts = messages_matching(search).values("conversation_id")
+    found = Q(visitor__in=visitors) | Q(pk__in=subjects) | Q(pk__in=texts)
     qs = conversations.filter(found)
-    exact = []
-    if search.chat_id:
-        exact.append(When(chat_id=search.chat_id, then=Value(0)))
     if search.email:
-        exact.append(When(visitor__email__iexact=search.email, then=Value(0)))
-    if exact:
-        tier = Case(*exact, default=Value(1), output_field=IntegerField())
-        qs = qs.annotate(search_tier=tier).order_by("search_tier", "-last_message_at", "-id")
+        exact = Case(
+            When(visitor__email__iexact=search.email, then=Value(0)),
+            default=Value(1),
+            output_field=IntegerField(),
+        )
+        qs = qs.annotate(search_tier=exact).order_by("search_tier", "-last_message_at", "-id")
     return qs
 
 
@@ -125,10 +139,13 @@ def snippets(conversation_ids: list[int], search: Search) -> dict[int, tuple[int
     if not conversation_ids:
         return {}
     if connection.vendor == "postgresql":
-        ids = messages_matching(search).filter(conversation_id__in=conversation_ids)
-        from django.contrib.postgres.search import SearchHeadline, SearchQuery
-
+        # Django's SearchVector, not the GIN index's expression: for one page of
+        # conversations, their own messages (conversation index) are far fewer than
+        # a common word's matches in the index.
         query = SearchQuery(search.text, search_type="websearch", config=SEARCH_CONFIG)
+        ids = ChatMessage.objects.annotate(
+            document=SearchVector("body", config=SEARCH_CONFIG)
+        ).filter(conversation_id__in=conversation_ids, document=query)
         headline = SearchHeadline(
             "body",
             query,

@@ -27,9 +27,11 @@ def postgres_index_statements(
 ) -> list[str]:
     indexes = {
         f"{messages}_body_fts": f'"{messages}" USING gin ({body_tsvector("body")})',
-        f"{visitors}_name_trgm": f'"{visitors}" USING gin ("name" gin_trgm_ops)',
-        f"{visitors}_email_trgm": f'"{visitors}" USING gin ("email" gin_trgm_ops)',
-        f"{conversations}_subject_trgm": f'"{conversations}" USING gin ("subject" gin_trgm_ops)',
+        f"{visitors}_name_trgm": f'"{visitors}" USING gin ({_upper("name")} gin_trgm_ops)',
+        f"{visitors}_email_trgm": f'"{visitors}" USING gin ({_upper("email")} gin_trgm_ops)',
+        f"{conversations}_subject_trgm": (
+            f'"{conversations}" USING gin ({_upper("subject")} gin_trgm_ops)'
+        ),
     }
     if names_only:
         return list(indexes)
@@ -39,6 +41,12 @@ def postgres_index_statements(
         statements.append(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
         statements.append(f'CREATE INDEX CONCURRENTLY "{name}" ON {definition}')
     return statements
+
+
+def _upper(column: str) -> str:
+    """Django's ``icontains`` on PostgreSQL is ``UPPER(col::text) LIKE UPPER(%s)``:
+    the trigram indexes are on that expression, or the planner can't use them."""
+    return f'(UPPER("{column}"::text))'
 
 
 def sqlite_index_statements(*, messages: str, visitors: str, conversations: str) -> list[str]:
