@@ -5,8 +5,9 @@
 Run with the product's environment (a migrated PostgreSQL database of its own). For
 each scale it tops the data up with ``bench.generate`` (10 messages per conversation),
 then renders, in this process through Django's test client, the inbox list
-(``/crm/chat/``, default "open" tab) and the newest conversation's page as an Owner
-agent: the median of ``--repeat`` requests after two warm-ups, and one more request
+(``/crm/chat/``, default "open" tab), the newest conversation's page, and three
+searches (a word nothing has, a word of the newest visitor message, a chat id) as
+an Owner agent: the median of ``--repeat`` requests after two warm-ups, and one more request
 inside ``CaptureQueriesContext`` for the query count and the slowest query. Prints
 one JSON line.
 """
@@ -16,10 +17,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import statistics
 import sys
 import time
+from urllib.parse import urlencode
+
+
+PAGES = ("list", "conversation", "search_none", "search_word", "search_chat_id")
+
+
+def _searches(newest) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The three kinds of search the inbox must answer flat: a word no message has, a
+    word from the newest visitor message (generated text: a common word), a chat id."""
+    from crm.chat.models import ChatMessage
+
+    latest = (
+        ChatMessage.objects.filter(conversation=newest, sender_type="visitor")
+        .order_by("-seq")
+        .values_list("body", flat=True)
+        .first()
+    ) or "order"
+    word = max(re.findall(r"[A-Za-z]{3,}", latest) or ["order"], key=len)
+    return {"search_none": "zxqvbnm", "search_word": word, "search_chat_id": newest.chat_id}
 
 
 def _time_page(client, url: str, repeat: int) -> dict:  # type: ignore[no-untyped-def]
@@ -149,19 +170,21 @@ def main() -> None:
             "list": _time_page(client, "/crm/chat/", opts.repeat),
             "conversation": _time_page(client, f"/crm/chat/{newest.external_id}/", opts.repeat),
         }
+        for page, q in _searches(newest).items():
+            row[page] = _time_page(client, f"/crm/chat/?{urlencode({'q': q})}", opts.repeat)
+            row[page]["q"] = q
         print(
-            f"inbox: {row['conversations']} conversations: list "
-            f"{row['list']['median_ms']:.1f} ms, conversation "
-            f"{row['conversation']['median_ms']:.1f} ms",
+            f"inbox: {row['conversations']} conversations: "
+            + ", ".join(f"{page} {row[page]['median_ms']:.1f} ms" for page in PAGES),
             file=sys.stderr,
         )
         results.append(row)
     if results:
         top = results[-1]
-        for page in ("list", "conversation"):
+        for page in PAGES:
             top[page]["slowest_plan"] = _explain(top[page]["_slowest_sql"])
     for row in results:
-        for page in ("list", "conversation"):
+        for page in PAGES:
             row[page].pop("_slowest_sql", None)
     problems = _validate()
     print(json.dumps({"scales": results, "valid": not problems, "problems": problems}))
