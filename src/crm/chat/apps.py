@@ -11,9 +11,12 @@ class ChatConfig(AppConfig):
 
     def ready(self) -> None:
         from crm.chat import revocation, widget_settings
+        from crm.chat.global_search import chat_section
+        from crm.core.search import register
 
         revocation.connect_signals()
         widget_settings.connect_signals()
+        register(chat_section, order=10)
 
     def load_demo(self) -> list[str]:
         """``crm demo`` hook: the demo widget and a few conversations (lines to print)."""

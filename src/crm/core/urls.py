@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from crm.core.views import assets, dashboard, leads, notes, organisations, people
+from crm.core.views import assets, dashboard, leads, notes, organisations, people, search
 
 urlpatterns = [
     path("favicon.ico", assets.favicon, name="favicon"),
@@ -15,6 +15,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("crm/", dashboard.dashboard, name="crm-dashboard"),
     path("crm/settings/", dashboard.settings_index, name="crm-settings"),
+    path("crm/search/", search.search, name="crm-search"),
     # People
     path("crm/people/", people.person_index, name="crm-person-index"),
     path("crm/people/new/", people.person_create, name="crm-person-create"),
