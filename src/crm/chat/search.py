@@ -16,6 +16,7 @@ text anyone typed never reaches the page as HTML.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -46,6 +47,10 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # websearch syntax: "a phrase", -word, or, plain words.
 _TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
 SNIPPET_WORDS = 16
+# From this estimated share of all messages on, a word is common (see
+# ``is_common``); below this many messages the index plan always wins.
+COMMON_SHARE = 0.02
+COMMON_MIN_MESSAGES = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +79,8 @@ def matching(
 ) -> QuerySet[ChatConversation]:
     """``conversations`` narrowed to those ``search`` finds, best first.
 
-    The OR is grouped, so the caller's status tab and filters still apply to every
-    branch. A chat id finds that conversation only. An exact email address ranks
+    The branches are grouped, so the caller's status tab and filters still apply to
+    every one. A chat id finds that conversation only. An exact email address ranks
     its visitor's chats first; otherwise hits come newest first: ranking every hit
     by relevance would sort all of them before the first page, while newest-first
     lets the database walk the inbox index and stop at a page.
@@ -83,14 +88,23 @@ def matching(
     if search.chat_id:
         # The one conversation of that id: an index lookup, whatever the data size.
         return conversations.filter(chat_id=search.chat_id)
-    # Each branch is a subquery on its own index (trigram or full-text), so the
-    # database reads only the matches of each, not every row of the tab.
+    # Each branch reads its own index (trigram or full-text), never every row of the tab.
     visitors = ChatVisitor.objects.filter(
         Q(name__icontains=search.text) | Q(email__icontains=search.text)
     ).values("pk")
-    subjects = ChatConversation.objects.filter(subject__icontains=search.text).values("pk")
-    texts = messages_matching(search).values("conversation_id")
-    found = Q(visitor__in=visitors) | Q(pk__in=subjects) | Q(pk__in=texts)
+    # No ORDER BY in a branch: SQLite refuses one inside a UNION.
+    by_visitor = ChatConversation.objects.filter(visitor__in=visitors).order_by().values("pk")
+    by_subject = (
+        ChatConversation.objects.filter(subject__icontains=search.text).order_by().values("pk")
+    )
+    if is_common(search):
+        # A common word: walk the tab newest first, testing each row (see below).
+        found = Q(pk__in=by_visitor) | Q(pk__in=by_subject) | Q(HasMatchingMessage(search.text))
+    else:
+        # Few matches: one list of them (a union), which the database joins to the tab
+        # and sorts; with an OR instead it would walk the whole tab to find none.
+        by_text = messages_matching(search).order_by().values("conversation_id")
+        found = Q(pk__in=by_visitor.union(by_subject, by_text, all=True))
     qs = conversations.filter(found)
     if search.email:
         exact = Case(
@@ -100,6 +114,63 @@ def matching(
         )
         qs = qs.annotate(search_tier=exact).order_by("search_tier", "-last_message_at", "-id")
     return qs
+
+
+def is_common(search: Search) -> bool:
+    """True when PostgreSQL estimates ``search`` matches ``COMMON_SHARE`` of messages.
+
+    A rare word is best found from the GIN index: its few messages, listed once. A
+    common word (in thousands of messages) makes that list long, ~100 ms at a
+    million messages; walking the inbox newest first and testing each
+    conversation's own messages stops after ~25 conversations instead. PostgreSQL's
+    estimate comes from the statistics ANALYZE keeps on the index expression (most
+    common lexemes); words outside them are estimated rare, the safe side: the index
+    plan is never slow for a word that really is rare. (Several words are estimated
+    as if independent, so words that come together, like "blue stock", can be taken
+    for rare: still correct, only slower.)
+    """
+    if connection.vendor != "postgresql":
+        return False  # SQLite: FTS5 lists matches fast at the sizes SQLite serves
+    sql, params = messages_matching(search).values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+            [ChatMessage._meta.db_table],
+        )
+        row = cursor.fetchone()
+        total = float(row[0]) if row else -1.0
+        if total < COMMON_MIN_MESSAGES:  # never analysed (-1), or small: the index wins
+            return False
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"]) >= COMMON_SHARE * total
+
+
+class HasMatchingMessage(Func):
+    """``EXISTS`` a message of the outer conversation matching the query (PostgreSQL),
+    read through the conversation's index. ``OFFSET 0`` keeps the planner from
+    turning it back into the hashed list of every match."""
+
+    output_field = BooleanField()
+
+    def __init__(self, query: str) -> None:
+        super().__init__(F("pk"), Value(query))
+
+    def as_sql(self, compiler, connection, **extra_context):  # type: ignore[override]
+        outer, query = self.get_source_expressions()
+        outer_sql, outer_params = compiler.compile(outer)
+        query_sql, query_params = compiler.compile(query)
+        q = connection.ops.quote_name
+        table = q(ChatMessage._meta.db_table)
+        sql = (
+            f"EXISTS (SELECT 1 FROM {table} AS search_m "
+            f"WHERE search_m.{q('conversation_id')} = {outer_sql} "
+            f"AND {body_tsvector('search_m.' + q('body'))} @@ "
+            f"websearch_to_tsquery('{SEARCH_CONFIG}'::regconfig, {query_sql}) OFFSET 0)"
+        )
+        return sql, (*outer_params, *query_params)
 
 
 class BodyMatches(Func):
