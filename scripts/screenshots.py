@@ -101,6 +101,14 @@ def shoot(crm: str, site: str) -> None:
         inbox.screenshot(path=OUT / "conversation.png")
         page.screenshot(path=OUT / "widget.png")
 
+        inbox.goto(crm + "/crm/chat/?status=all&q=subscription")
+        inbox.locator(".search-hit mark").first.wait_for()
+        inbox.screenshot(path=OUT / "search.png")
+        inbox.get_by_role("searchbox", name="Search everything").fill("globex")
+        inbox.get_by_role("searchbox", name="Search everything").press("Enter")
+        inbox.get_by_role("heading", name="Leads").wait_for()
+        inbox.screenshot(path=OUT / "global-search.png")
+
         phone = browser.new_context(viewport={"width": 360, "height": 720}, is_mobile=True)
         mobile = phone.new_page()
         mobile.goto(site + "/pricing")
