@@ -332,3 +332,43 @@ def test_desktop_alerts_stay_off_when_the_browser_refuses(
     expect(agent.get_by_role("status")).to_contain_text("blocked")
     expect(agent.get_by_label("Show desktop notifications")).not_to_be_checked()
     assert agent.evaluate("JSON.parse(localStorage.getItem('crm-chat:alerts')).desktop") is False
+
+
+def test_a_search_hit_opens_the_conversation_at_the_matched_message(
+    crm,  # noqa: F811
+    browser: Browser,
+    contexts: list[BrowserContext],
+) -> None:
+    """The sidebar search and the inbox search both link to the message that matched;
+    the conversation page shows that message, not the newest, and marks it."""
+    from crm.chat.services import chat_service
+
+    agent = _new_page(browser, contexts, websockets=True)
+    _log_in_to_inbox(agent, f"http://localhost:{crm.port}")
+    widget = chat_service.create_widget(name="Site")
+    visitor, _ = chat_service.identify_visitor(widget=widget, token=None)
+    conv = chat_service.open_conversation(visitor=visitor)
+    for i in range(60):
+        body = "My <b>parcel</b> never came" if i == 3 else f"filler line {i}"
+        chat_service.send_visitor_message(conversation=conv, visitor=visitor, body=body)
+
+    search = agent.get_by_role("searchbox", name="Search everything")
+    search.fill("parcels")
+    search.press("Enter")
+    agent.wait_for_url("**/crm/search/?q=parcels")
+    hit = agent.locator(".search-hits li").filter(has_text="C1001")
+    expect(hit.locator("mark")).to_have_text("parcel")
+    expect(hit).to_contain_text("My <b>parcel</b> never came")  # typed markup stays text
+    hit.get_by_role("link", name=re.compile("^C1001")).click()
+
+    agent.wait_for_url(re.compile(r".*/crm/chat/[0-9a-f-]+/#m4$"))
+    target = agent.locator("#m4")
+    expect(target).to_contain_text("never came")
+    expect(target).to_be_in_viewport()
+    expect(agent.locator("#transcript .bubble").last).not_to_be_in_viewport()
+    assert agent.evaluate("getComputedStyle(document.getElementById('m4')).outlineStyle") == "solid"
+
+    agent.goto(f"http://localhost:{crm.port}/crm/chat/?q=parcel")
+    agent.locator("a.search-hit").click()
+    agent.wait_for_url(re.compile(r".*#m4$"))
+    expect(agent.locator("#m4")).to_be_in_viewport()
