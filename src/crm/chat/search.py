@@ -88,21 +88,27 @@ def matching(
     if search.chat_id:
         # The one conversation of that id: an index lookup, whatever the data size.
         return conversations.filter(chat_id=search.chat_id)
-    # Each branch reads its own index (trigram or full-text), never every row of the tab.
-    visitors = ChatVisitor.objects.filter(
-        Q(name__icontains=search.text) | Q(email__icontains=search.text)
-    ).values("pk")
-    # No ORDER BY in a branch: SQLite refuses one inside a UNION.
-    by_visitor = ChatConversation.objects.filter(visitor__in=visitors).order_by().values("pk")
-    by_subject = (
-        ChatConversation.objects.filter(subject__icontains=search.text).order_by().values("pk")
-    )
     if is_common(search):
-        # A common word: walk the tab newest first, testing each row (see below).
-        found = Q(pk__in=by_visitor) | Q(pk__in=by_subject) | Q(HasMatchingMessage(search.text))
+        # A common word: walk the tab newest first, testing each row on its own (its
+        # visitor is joined anyway), and stop at a page (see ``is_common``).
+        found = (
+            Q(visitor__name__icontains=search.text)
+            | Q(visitor__email__icontains=search.text)
+            | Q(subject__icontains=search.text)
+            | Q(HasMatchingMessage(search.text))
+        )
     else:
-        # Few matches: one list of them (a union), which the database joins to the tab
-        # and sorts; with an OR instead it would walk the whole tab to find none.
+        # Few matches: one list of them, each branch from its own index (trigram or
+        # full-text), which the database joins to the tab and sorts; with an OR of the
+        # branches instead it would walk the whole tab to find none. No ORDER BY in a
+        # branch: SQLite refuses one inside a UNION.
+        visitors = ChatVisitor.objects.filter(
+            Q(name__icontains=search.text) | Q(email__icontains=search.text)
+        ).values("pk")
+        by_visitor = ChatConversation.objects.filter(visitor__in=visitors).order_by().values("pk")
+        by_subject = (
+            ChatConversation.objects.filter(subject__icontains=search.text).order_by().values("pk")
+        )
         by_text = messages_matching(search).order_by().values("conversation_id")
         found = Q(pk__in=by_visitor.union(by_subject, by_text, all=True))
     qs = conversations.filter(found)
