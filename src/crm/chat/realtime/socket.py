@@ -46,6 +46,45 @@ class StopSocket(Exception):
     """Raised anywhere in a handler: end this socket now."""
 
 
+class Mailbox:
+    """A socket's queue of client frames and hub events, for its one reader.
+
+    ``asyncio.Queue`` does the same with four deques and an ``Event``: 3.3 KB per
+    socket, a tenth of an idle socket's memory. A list and the reader's waiting
+    future are all one consumer on one event loop needs.
+    """
+
+    __slots__ = ("_head", "_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[tuple[bool, dict[str, Any]]] = []
+        self._head = 0  # items before it were taken; the list is cleared once drained
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items) - self._head
+
+    def put(self, item: tuple[bool, dict[str, Any]]) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> tuple[bool, dict[str, Any]]:
+        while self._head == len(self._items):
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self._items[self._head]
+        self._head += 1
+        if self._head == len(self._items):
+            self._items.clear()
+            self._head = 0
+        return item
+
+
 class WebSocketHandler:
     """One WebSocket connection. Subclasses implement ``connect`` and ``on_<type>``."""
 
@@ -57,7 +96,7 @@ class WebSocketHandler:
         self.scope = scope
         self._asgi_receive = receive
         self._asgi_send = send
-        self._inbox: asyncio.Queue[tuple[bool, dict[str, Any]]] = asyncio.Queue()
+        self._inbox = Mailbox()
         self._groups: set[str] = set()
         self.accepted = False
         self.closed = False
@@ -110,13 +149,13 @@ class WebSocketHandler:
     async def _read_client(self) -> None:
         while True:
             message = await self._asgi_receive()
-            self._inbox.put_nowait((True, message))
+            self._inbox.put((True, message))
             if message["type"] == "websocket.disconnect":
                 return
 
     def deliver(self, message: dict[str, Any]) -> None:
         """A hub event for this socket (see ``crm.chat.realtime.hub.Member``)."""
-        self._inbox.put_nowait((False, message))
+        self._inbox.put((False, message))
 
     async def _frame(self, message: dict[str, Any]) -> None:
         text = message.get("text")
