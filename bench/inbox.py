@@ -24,7 +24,6 @@ import sys
 import time
 from urllib.parse import urlencode
 
-
 PAGES = ("list", "conversation", "search_none", "search_word", "search_chat_id")
 
 

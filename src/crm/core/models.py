@@ -7,6 +7,7 @@ sessions and the admin work the way every Django developer already knows.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -141,6 +142,9 @@ class Phone(models.Model):
 
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="phones")
     number = models.CharField(_("phone number"), max_length=40)
+    # The number's digits only ("+44 20 7946 0001" -> "442079460001"), kept by save():
+    # searches match a number however it was typed, through this column's index.
+    digits = models.CharField(max_length=40, editable=False, db_index=True, default="")
     type = models.CharField(_("type"), max_length=10, choices=TYPES, default="work")
     primary = models.BooleanField(_("primary"), default=False)
 
@@ -152,6 +156,17 @@ class Phone(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.digits = phone_digits(self.number)
+        if kwargs.get("update_fields") is not None and "number" in kwargs["update_fields"]:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "digits"}
+        super().save(*args, **kwargs)
+
+
+def phone_digits(number: str) -> str:
+    """The ASCII digits of a phone number, in order (what a search compares)."""
+    return "".join(c for c in number if "0" <= c <= "9")
 
 
 class Lead(models.Model):

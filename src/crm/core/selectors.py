@@ -13,10 +13,13 @@ from uuid import UUID
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Count, Q, QuerySet
 
-from crm.core.models import Email, Lead, Note, Organisation, Person
+from crm.core.models import Email, Lead, Note, Organisation, Person, Phone, phone_digits
 
 # Terms beyond this are ignored: each one adds OR-ed LIKE clauses to the query.
 MAX_SEARCH_TERMS = 5
+# A search of at least this many digits and phone punctuation only is a phone number.
+PHONE_MIN_DIGITS = 5
+PHONE_PUNCTUATION = frozenset(" +-().")
 
 
 def _terms(search: str) -> list[str]:
@@ -39,13 +42,20 @@ def dashboard_summary(*, user: User | AnonymousUser) -> dict[str, Any]:
 
 
 def person_list(*, search: str = "") -> QuerySet[Person]:
-    """People whose name, email address or organisation name matches every term."""
+    """People whose name, email address or organisation name matches every term, or
+    who have the phone number searched for."""
     # pk breaks ties so that a page boundary never repeats or skips a namesake.
     people = (
         Person.objects.select_related("organisation")
         .prefetch_related("emails")
         .order_by("first_name", "last_name", "pk")
     )
+    if len(digits := phone_digits(search)) >= PHONE_MIN_DIGITS and _looks_like_phone(search):
+        # A phone number, however it is typed: its digits, through their index first
+        # (the whole number), then as the end of a stored one (typed without the
+        # country or area code).
+        by_phone = Phone.objects.filter(Q(digits=digits) | Q(digits__endswith=digits))
+        return people.filter(pk__in=by_phone.values("person_id"))
     for term in _terms(search):
         # A subquery, not a join on emails: a join would repeat a person once per
         # matching address and need DISTINCT, which breaks the pagination count.
@@ -57,6 +67,11 @@ def person_list(*, search: str = "") -> QuerySet[Person]:
             | Q(pk__in=by_email)
         )
     return people
+
+
+def _looks_like_phone(text: str) -> bool:
+    """Digits with the usual phone punctuation only ("+44 (0)20 7946-0001")."""
+    return all(c.isascii() and (c.isdigit() or c in PHONE_PUNCTUATION) for c in text.strip())
 
 
 def person_get(*, external_id: UUID) -> Person | None:

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from crm.chat.services import chat_service
-from crm.core.models import Email, Lead, Organisation, Person
+from crm.core.models import Email, Lead, Organisation, Person, Phone
 from tests.chat.conftest import ChatWorld
 from tests.chat.views.inbox_support import XSS_NAME, client_for, new_chat, show_url, visitor_says
 
@@ -47,6 +47,13 @@ class GlobalSearchTests:
         assert f'href="{show_url(chat)}#m1"' in html
         assert "is <mark>Hopper</mark> Freight your carrier?" in html
         assert f'href="{records["person"].get_absolute_url()}"' in html
+
+    def test_a_phone_number_finds_its_person_however_it_is_typed(
+        self, owner: Client, records: dict
+    ) -> None:
+        Phone.objects.create(person=records["person"], number="+1 (202) 555-0142")
+        assert sections(owner, "202 555 0142") == {"People": ["Grace Hopper"]}
+        assert sections(owner, "+12025550142") == {"People": ["Grace Hopper"]}
 
     def test_the_sidebar_box_is_on_every_page(self, owner: Client) -> None:
         html = owner.get(reverse("crm-dashboard")).content.decode()

@@ -85,6 +85,39 @@ def test_it_searches_by_name_email_and_organisation(
     assert names_on(response) == expected
 
 
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("+44 20 7946 0001", ["Ada Lovelace"]),
+        ("0044-20-7946-0001", []),  # another prefix: not the same digits, nor their end
+        ("442079460001", ["Ada Lovelace"]),
+        ("(20) 7946 0001", ["Ada Lovelace"]),
+        ("7946 0001", ["Ada Lovelace"]),
+        ("555 0142", ["Grace Hopper"]),
+        ("0001", []),  # four digits: a name search, and no name has them
+        ("12345", []),
+    ],
+)
+def test_it_finds_a_person_by_phone_however_it_is_typed(
+    manager_client: Client, make_person: Callable[..., Person], q: str, expected: list[str]
+) -> None:
+    ada = make_person("Ada", "Lovelace")
+    Phone.objects.create(person=ada, number="+44 20 7946 0001", primary=True)
+    grace = make_person("Grace", "Hopper")
+    Phone.objects.create(person=grace, number="+1 202-555-0142")
+    assert Phone.objects.get(person=ada).digits == "442079460001"
+    response = manager_client.get(INDEX, {"q": q})
+    assert names_on(response) == expected
+
+
+def test_changing_a_number_keeps_its_digits_in_step(make_person: Callable[..., Person]) -> None:
+    phone = Phone.objects.create(person=make_person(), number="+1 202 555 0142")
+    phone.number = "020 7946 0001"
+    phone.save(update_fields=["number"])
+    phone.refresh_from_db()
+    assert phone.digits == "02079460001"
+
+
 def test_it_lists_a_person_with_two_matching_emails_once(
     manager_client: Client, make_person: Callable[..., Person]
 ) -> None:
