@@ -16,6 +16,7 @@ text anyone typed never reaches the page as HTML.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Replace
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
@@ -223,8 +225,16 @@ def snippets(conversation_ids: list[int], search: Search) -> dict[int, tuple[int
         ids = ChatMessage.objects.annotate(
             document=SearchVector("body", config=SEARCH_CONFIG)
         ).filter(conversation_id__in=conversation_ids, document=query)
+        # PostgreSQL's parser takes "<b>" in a message for markup and drops it from the
+        # headline; entities it keeps. So the body goes in escaped and comes out
+        # unescaped (``html.unescape``), before ``highlight`` escapes it for the page.
+        escaped = Replace(
+            Replace(Replace(F("body"), Value("&"), Value("&amp;")), Value("<"), Value("&lt;")),
+            Value(">"),
+            Value("&gt;"),
+        )
         headline = SearchHeadline(
-            "body",
+            escaped,
             query,
             config=SEARCH_CONFIG,
             start_sel=START,
@@ -238,7 +248,7 @@ def snippets(conversation_ids: list[int], search: Search) -> dict[int, tuple[int
             .annotate(snippet=headline)
             .values_list("conversation_id", "seq", "snippet")
         )
-        return {conv: (seq, highlight(snippet)) for conv, seq, snippet in rows}
+        return {conv: (seq, highlight(html.unescape(snippet))) for conv, seq, snippet in rows}
     table = ChatMessage._meta.db_table
     fts = fts_table(table)
     fts_query = fts5_query(search.text)

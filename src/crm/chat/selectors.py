@@ -332,10 +332,11 @@ def inbox_page(
     ``Paginator.get_page`` does; only that case counts the rows.
     """
     number = max(1, number)
-    rows = _inbox_rows(conversations, offset=(number - 1) * per_page, limit=per_page + 1)
+    read = _found_rows if search is not None else _inbox_rows
+    rows = read(conversations, offset=(number - 1) * per_page, limit=per_page + 1)
     if not rows and number > 1:
         number = max(1, -(-conversations.count() // per_page))
-        rows = _inbox_rows(conversations, offset=(number - 1) * per_page, limit=per_page + 1)
+        rows = read(conversations, offset=(number - 1) * per_page, limit=per_page + 1)
     has_next = len(rows) > per_page
     rows = rows[:per_page]
     if search is not None:
@@ -347,6 +348,25 @@ def inbox_page(
             for row in rows
         ]
     return InboxPage(rows=rows, number=number, has_next=has_next)
+
+
+def _found_rows(
+    conversations: QuerySet[ChatConversation], *, offset: int, limit: int
+) -> list[InboxRow]:
+    """A search's page in two small statements: the ids it finds, then their rows.
+
+    One statement with both the search's subqueries and the row's (unread count,
+    preview, joins) took PostgreSQL longer to plan than to run; a search that finds
+    nothing now stops after the first.
+    """
+    ids = list(conversations.values_list("pk", flat=True)[offset : offset + limit])
+    if not ids:
+        return []
+    by_id = ChatConversation.objects.filter(pk__in=ids).annotate(
+        unread_count=Coalesce(_unread_of_row(), 0)
+    )
+    place = {pk: i for i, pk in enumerate(ids)}
+    return sorted(_inbox_rows(by_id, offset=0, limit=len(ids)), key=lambda row: place[row.id])
 
 
 def _shortened(text: str) -> str:

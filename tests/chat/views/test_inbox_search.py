@@ -177,6 +177,14 @@ class SearchSafetyTests:
         # Only the highlight is markup; everything typed comes out as text.
         assert re.sub(r"</?mark>", "", snippet[1]).count("<") == 0
 
+    def test_markup_and_entities_typed_in_a_message_stay_in_the_snippet_as_text(
+        self, world: ChatWorld, owner: Client
+    ) -> None:
+        new_chat(world.widget, says="My <b>parcel</b> & co &amp; <i>x</i>")
+        html = owner.get(INDEX, {"q": "parcel"}).content.decode()
+        # PostgreSQL's headline may start at the match; what it shows is the text typed.
+        assert "<mark>parcel</mark>&lt;/b&gt; &amp; co &amp;amp; &lt;i&gt;x&lt;/i&gt;" in html
+
     def test_marker_characters_typed_in_a_message_cannot_open_a_tag(self) -> None:
         assert highlight("\ue000<b>\ue001 x \ue000y") == "<mark>&lt;b&gt;</mark> x y"
         assert highlight("a \ue001\ue001 b") == "a  b"
