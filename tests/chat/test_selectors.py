@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from crm.chat import selectors
+from crm.chat import inbox_list, selectors
 from crm.chat.models import ChatConversation
 from crm.core.services import create_agent
 from tests.chat.conftest import ChatWorld
@@ -21,7 +21,7 @@ def _visitor_chat(world: ChatWorld, *, name: str = "", body: str = "hello") -> C
 
 def _list_queries(world: ChatWorld) -> int:
     with CaptureQueriesContext(connection) as ctx:
-        page = selectors.inbox_page(
+        page = inbox_list.inbox_page(
             selectors.conversation_list(agent=world.owner), number=1, per_page=50
         )
         assert all(row.preview for row in page.rows)

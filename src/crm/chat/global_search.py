@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from crm.chat import selectors
+from crm.chat import inbox_list, selectors
 from crm.chat.search import Search
 from crm.conf import module_enabled
 from crm.core.search import HITS_PER_SECTION, Hit, Section, more_url
@@ -20,7 +20,7 @@ def chat_section(user: User, text: str) -> Section | None:
         return None
     search = Search.parse(text)
     conversations = selectors.conversation_list(agent=user, status=None, search=text)
-    page = selectors.inbox_page(conversations, number=1, per_page=HITS_PER_SECTION, search=search)
+    page = inbox_list.inbox_page(conversations, number=1, per_page=HITS_PER_SECTION, search=search)
     hits = [
         Hit(
             title=f"{row.chat_id} · {row.visitor_name}",

@@ -21,7 +21,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 from ua_parser import parse as parse_user_agent
 
-from crm.chat import presence, selectors
+from crm.chat import inbox_list, presence, selectors
 from crm.chat.models import ChatConversation
 from crm.chat.payloads import message_payloads
 from crm.chat.search import Search
@@ -99,7 +99,7 @@ def _list_context(request: AuthedHttpRequest) -> dict[str, Any]:
         widget_id=f["widget_id"],
         search=f["search"],
     )
-    page = selectors.inbox_page(
+    page = inbox_list.inbox_page(
         qs,
         number=_page_number(request.GET.get("page")),
         per_page=PER_PAGE,
