@@ -6,8 +6,8 @@ The search box takes what agents type elsewhere: words (stemmed: "refunds" finds
 bodies (internal notes included: agents who see a conversation see its notes)
 are matched through the full-text indexes of migration 0006; visitor names,
 emails and subjects by substring (``pg_trgm`` indexes on PostgreSQL). A chat id
-("C1042") is an exact index lookup, and exact chat id or email hits rank first;
-otherwise the newest activity comes first, as in the inbox.
+("C1042") is an exact index lookup of that chat alone; an exact email ranks its
+visitor's chats first; otherwise the newest activity comes first, as in the inbox.
 
 The snippet of the matched message is highlighted by the database between two
 private-use characters, then escaped here before those become ``<mark>``: the
@@ -175,8 +175,7 @@ class HasMatchingMessage(Func):
         sql = (
             f"EXISTS (SELECT 1 FROM {table} AS search_m "
             f"WHERE search_m.{q('conversation_id')} = {outer_sql} "
-            f"AND {body_tsvector('search_m.' + q('body'))} @@ "
-            f"websearch_to_tsquery('{SEARCH_CONFIG}'::regconfig, {query_sql}) OFFSET 0)"
+            f"AND {_body_matches('search_m.' + q('body'), query_sql)} OFFSET 0)"
         )
         return sql, (*outer_params, *query_params)
 
@@ -194,8 +193,12 @@ class BodyMatches(Func):
         body, query = self.get_source_expressions()
         body_sql, body_params = compiler.compile(body)
         query_sql, query_params = compiler.compile(query)
-        sql = f"{body_tsvector(body_sql)} @@ websearch_to_tsquery('{SEARCH_CONFIG}'::regconfig, {query_sql})"
-        return sql, (*body_params, *query_params)
+        return _body_matches(body_sql, query_sql), (*body_params, *query_params)
+
+
+def _body_matches(body_sql: str, query_sql: str) -> str:
+    """The GIN index's expression over ``body_sql`` matching the websearch query."""
+    return f"{body_tsvector(body_sql)} @@ websearch_to_tsquery('{SEARCH_CONFIG}'::regconfig, {query_sql})"
 
 
 def messages_matching(search: Search) -> QuerySet[ChatMessage]:
