@@ -27,12 +27,7 @@ PREVIEW_CHARS = 80
 
 @dataclass(frozen=True, slots=True)
 class InboxRow:
-    """One line of the inbox list: plain values, ready to print.
-
-    The list is the most fetched page of the product; reading it as values (no
-    model instances for the conversation, visitor, widget and agent of 25 rows)
-    and handing the template strings instead of lookups halves its cost.
-    """
+    """One line of the inbox list: plain values, ready to print."""
 
     id: int
     external_id: UUID
@@ -76,8 +71,9 @@ def inbox_page(
     search: Search | None = None,
 ) -> InboxPage:
     """Page ``number`` of ``conversations`` (from ``conversation_list``), with the newest
-    visitor or agent message of each row, in one statement; with ``search``, the
-    newest message of each row that matched it, highlighted (one more statement).
+    visitor or agent message of each row, in one statement; with ``search`` (the one
+    ``conversations`` was narrowed by), the ids first (``_found_rows``) and the newest
+    message of each row that matched, highlighted (``search.snippets``).
 
     One row more than the page tells whether a next page exists. A page beyond the
     end (a stale link after chats were closed) answers the last page, as Django's
