@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlencode
 
 from django.contrib.auth.models import User
+from django.db.models import Model, QuerySet
 from django.urls import reverse
 from django.utils.safestring import SafeString
 
 from crm.core import selectors
 
 HITS_PER_SECTION = 5
+M = TypeVar("M", bound=Model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +68,9 @@ def search_everything(*, user: User, text: str) -> list[Section]:
     return sections
 
 
-def first_hits(items: list, size: int = HITS_PER_SECTION) -> tuple[list, bool]:
-    """The first ``size`` items of a list fetched with one more, and whether more exist."""
+def first_hits(rows: QuerySet[M], size: int = HITS_PER_SECTION) -> tuple[list[M], bool]:
+    """The first ``size`` rows (fetched with one more) and whether more exist."""
+    items = list(rows[: size + 1])
     return items[:size], len(items) > size
 
 
@@ -77,7 +81,7 @@ def more_url(name: str, text: str, **params: str) -> str:
 def _people(user: User, text: str) -> Section | None:
     if not user.has_perm("crm_core.view_person"):
         return None
-    people, more = first_hits(list(selectors.person_list(search=text)[: HITS_PER_SECTION + 1]))
+    people, more = first_hits(selectors.person_list(search=text))
     hits = [
         Hit(
             title=p.name,
@@ -92,8 +96,7 @@ def _people(user: User, text: str) -> Section | None:
 def _organisations(user: User, text: str) -> Section | None:
     if not user.has_perm("crm_core.view_organisation"):
         return None
-    rows = selectors.organisation_list(search=text)[: HITS_PER_SECTION + 1]
-    organisations, more = first_hits(list(rows))
+    organisations, more = first_hits(selectors.organisation_list(search=text))
     hits = [Hit(title=o.name, url=o.get_absolute_url(), detail=o.website) for o in organisations]
     return Section("Organisations", hits, more_url("crm-organisation-index", text), more)
 
@@ -101,7 +104,7 @@ def _organisations(user: User, text: str) -> Section | None:
 def _leads(user: User, text: str) -> Section | None:
     if not user.has_perm("crm_core.view_lead"):
         return None
-    leads, more = first_hits(list(selectors.lead_list(search=text)[: HITS_PER_SECTION + 1]))
+    leads, more = first_hits(selectors.lead_list(search=text))
     hits = [
         Hit(
             title=lead.title,
