@@ -26,11 +26,35 @@ from crm.chat.models import (
     hash_token,
 )
 from crm.chat.search import Search, matching
+from crm.core.compiled import CompiledRow, CompiledValues
 
 Agent = User | AnonymousUser
 
 
 # --------------------------------------------------------------------- public side
+#
+# Every widget request (HTTP send, poll, page view) and socket resolves the widget, the
+# visitor and the conversation, and answers with the conversation's state: those four
+# statements are compiled once (``crm.core.compiled``), as their shape never changes.
+
+_widget_by_key: CompiledRow[ChatWidget] = CompiledRow(
+    lambda key: ChatWidget.objects.filter(public_key=key, is_active=True, deleted_at__isnull=True)[
+        :1
+    ],
+    key=str,
+)
+_visitor_by_token: CompiledRow[ChatVisitor] = CompiledRow(
+    lambda widget, token: ChatVisitor.objects.filter(widget_id=widget, visitor_token=token)[:1],
+    widget=int,
+    token=str,
+)
+_visitor_conversation: CompiledRow[ChatConversation] = CompiledRow(
+    lambda visitor, external_id: ChatConversation.objects.filter(
+        visitor_id=visitor, external_id=external_id, deleted_at__isnull=True
+    )[:1],
+    visitor=int,
+    external_id=UUID,
+)
 
 
 def widget_by_public_key(*, public_key: str) -> ChatWidget | None:
@@ -42,15 +66,13 @@ def widget_by_public_key(*, public_key: str) -> ChatWidget | None:
     """
     if not public_key or len(public_key) > 64:
         return None
-    return ChatWidget.objects.filter(
-        public_key=public_key, is_active=True, deleted_at__isnull=True
-    ).first()
+    return _widget_by_key.get(key=public_key)
 
 
 def visitor_by_token(*, widget: ChatWidget, token: str) -> ChatVisitor | None:
     if not token or len(token) > 128:
         return None
-    return ChatVisitor.objects.filter(widget=widget, visitor_token=hash_token(token)).first()
+    return _visitor_by_token.get(widget=widget.pk, token=hash_token(token))
 
 
 def visitor_current_conversation(*, visitor: ChatVisitor) -> ChatConversation | None:
@@ -62,9 +84,7 @@ def visitor_current_conversation(*, visitor: ChatVisitor) -> ChatConversation | 
 
 def visitor_conversation_get(*, visitor: ChatVisitor, external_id: UUID) -> ChatConversation | None:
     """A conversation of this visitor only: another visitor's id finds nothing."""
-    return ChatConversation.objects.filter(
-        visitor=visitor, external_id=external_id, deleted_at__isnull=True
-    ).first()
+    return _visitor_conversation.get(visitor=visitor.pk, external_id=external_id)
 
 
 def messages_since(
@@ -97,13 +117,7 @@ class VisitorSideState:
     unread: int  # agent messages the visitor hasn't read
 
 
-def visitor_side_state(*, conversation: ChatConversation) -> VisitorSideState | None:
-    """The conversation's row as it is now, with its read mark and unread count
-    (None once the row is gone: purged since the caller read it).
-
-    One statement (two indexed scalar subqueries on the row): every widget poll,
-    HTTP send and socket ``ready`` answers with it, so it used to be three.
-    """
+def _side_state_query(conversation: int) -> QuerySet:
     read = (
         ChatMessage.objects.filter(
             conversation=OuterRef("pk"), sender_type="visitor", read_at__isnull=False
@@ -111,15 +125,27 @@ def visitor_side_state(*, conversation: ChatConversation) -> VisitorSideState | 
         .order_by("-seq")
         .values("seq")[:1]
     )
-    row = (
-        ChatConversation.objects.filter(pk=conversation.pk)
+    return (
+        ChatConversation.objects.filter(pk=conversation)
         .annotate(
             read_up_to=Coalesce(Subquery(read), 0),
             unread=Coalesce(unread_of_row(ChatMessage.SENDER_USER), 0),
         )
-        .values("status", "last_seq", "read_up_to", "unread")
-        .first()
+        .values("status", "last_seq", "read_up_to", "unread")[:1]
     )
+
+
+_side_state = CompiledValues(_side_state_query, conversation=int)
+
+
+def visitor_side_state(*, conversation: ChatConversation) -> VisitorSideState | None:
+    """The conversation's row as it is now, with its read mark and unread count
+    (None once the row is gone: purged since the caller read it).
+
+    One statement (two indexed scalar subqueries on the row): every widget poll,
+    HTTP send and socket ``ready`` answers with it, so it used to be three.
+    """
+    row = _side_state.get(conversation=conversation.pk)
     return None if row is None else VisitorSideState(**row)
 
 
